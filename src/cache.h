@@ -1,0 +1,62 @@
+/* cache: the one interface every cache lookup and write goes through (so an
+ * in-process L1 tier can be added later without touching callers). Backed by
+ * redis.c; knows keys and envelopes (entry.c), not HTTP. Fails open: any Redis
+ * trouble is reported as CACHE_ERROR and the caller goes upstream. */
+#ifndef USERGATE_CACHE_H
+#define USERGATE_CACHE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "entry.h"
+#include "route.h"
+
+struct redis;
+struct config;
+struct cache;
+
+/* Which user a lookup or write concerns. */
+struct cache_user {
+    const char *account;   /* AC… */
+    enum api_family family;
+    const char *service;   /* IS… (for FAMILY_V1_DEFAULT: the default service) */
+    const char *user;      /* identity or US… SID, decoded */
+    size_t user_len;
+    bool user_is_sid;
+};
+
+enum cache_result {
+    CACHE_FOUND = 0, /* an entry exists (fresh or stale: compare fresh_until_ms) */
+    CACHE_ABSENT,    /* no entry */
+    CACHE_ERROR,     /* Redis down/slow/garbled: treat as a miss, do not store */
+};
+
+/* Lookup callback: exactly once; e is valid only during the callback and
+ * only when result == CACHE_FOUND. A SID lookup resolves the alias and checks
+ * the entry's sid equals the requested SID (else CACHE_ABSENT). */
+typedef void (*cache_lookup_cb)(void *arg, enum cache_result result, const struct entry *e);
+/* Write/invalidate callback: exactly once; ok false if Redis failed. May be NULL. */
+typedef void (*cache_done_cb)(void *arg, bool ok);
+
+struct cache *cache_new(struct redis *r);
+void cache_free(struct cache *c);
+
+void cache_lookup(struct cache *c, const struct config *cfg, const struct cache_user *u,
+                  cache_lookup_cb cb, void *arg);
+
+/* Store a fetch result. status 200: body must be a user object — the entry is
+ * stored under its identity (from the body) and the SID alias is written; 404:
+ * stored as a negative entry under u->user. ttl_s is the freshness; the Redis
+ * key lives ttl_s + max(stale_while_revalidate, stale_if_error) (+ jitter). */
+void cache_store(struct cache *c, const struct config *cfg, const struct cache_user *u, int status,
+                 const char *body, size_t body_len, long ttl_s, cache_done_cb cb, void *arg);
+
+/* Remove every key of a user in every API family of u->service: the entries
+ * under identity and under sid, and the SID alias. Either may be NULL; with
+ * only a SID, the alias is read first to find the identity. */
+void cache_invalidate_user(struct cache *c, const struct config *cfg, const char *account,
+                           const char *service, const char *identity, size_t identity_len,
+                           const char *sid, cache_done_cb cb, void *arg);
+
+#endif

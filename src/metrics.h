@@ -1,0 +1,88 @@
+/* metrics: every metric declared once in a table (metrics.c) with its help
+ * text; one shard per worker updated without locks (relaxed atomics, each shard
+ * written by one thread only), summed when /metrics is rendered on the admin
+ * thread. Rendering is a pure function of the shards (unit-tested). */
+#ifndef USERGATE_METRICS_H
+#define USERGATE_METRICS_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "route.h"
+#include "util.h"
+
+/* usergate_cache_lookups_total{result} */
+enum metric_cache_result {
+    MC_HIT = 0,
+    MC_MISS,
+    MC_STALE,
+    MC_NEGATIVE_HIT,
+    MC_BYPASS,
+    MC_ERROR,
+    MC_COALESCED,
+    MC_COUNT
+};
+const char *metrics_cache_result_name(enum metric_cache_result r); /* "hit", "miss", … */
+
+/* usergate_upstream_*{api} */
+enum metric_api { API_CONVERSATIONS = 0, API_CHAT, API_COUNT };
+
+/* Unlabelled (or fixed-label) counters. */
+enum metric_counter {
+    MCOUNT_REDIS_ERRORS = 0,      /* usergate_redis_errors_total{kind="error"} */
+    MCOUNT_REDIS_TIMEOUTS,        /* usergate_redis_errors_total{kind="timeout"} */
+    MCOUNT_REDIS_RECONNECTS,      /* usergate_redis_reconnects_total */
+    MCOUNT_INVALIDATIONS,         /* usergate_cache_invalidations_total */
+    MCOUNT_CACHE_STORES,          /* usergate_cache_stores_total */
+    MCOUNT_UPSTREAM_RETRIES,      /* usergate_upstream_retries_total */
+    MCOUNT_UPSTREAM_THROTTLED,    /* usergate_upstream_throttled_total (429 from Twilio) */
+    MCOUNT_CLIENT_THROTTLED,      /* usergate_client_throttled_total (429 given to clients) */
+    MCOUNT_AUTH_FAILURES,         /* usergate_auth_failures_total */
+    MCOUNT_CONFIG_RELOADS_OK,     /* usergate_config_reloads_total{result="ok"} */
+    MCOUNT_CONFIG_RELOADS_FAILED, /* usergate_config_reloads_total{result="failed"} */
+    MCOUNT_COUNT
+};
+
+/* Gauges set by a worker (summed across workers, except redis_up: min). */
+enum metric_gauge {
+    MGAUGE_REDIS_UP = 0,       /* usergate_redis_up (1 only if every worker's connection is up) */
+    MGAUGE_CONNECTIONS,        /* usergate_connections */
+    MGAUGE_UPSTREAM_INFLIGHT,  /* usergate_upstream_inflight */
+    MGAUGE_UPSTREAM_QUEUE,     /* usergate_upstream_queue_depth */
+    MGAUGE_COUNT
+};
+
+struct metrics_shard;
+struct metrics_shard *metrics_shard_new(void);
+void metrics_shard_free(struct metrics_shard *s);
+
+/* usergate_requests_total{route,code} and usergate_request_duration_seconds{route} */
+void metrics_request(struct metrics_shard *s, enum route_id r, int code, int64_t duration_ms);
+/* usergate_cache_lookups_total{route,result} (and the hit ratio gauge) */
+void metrics_cache(struct metrics_shard *s, enum route_id r, enum metric_cache_result res);
+/* usergate_upstream_requests_total{api,code} and usergate_upstream_duration_seconds{api};
+ * code 0 = transport failure (rendered code="error"). */
+void metrics_upstream(struct metrics_shard *s, enum metric_api api, int code, int64_t duration_ms);
+void metrics_inc(struct metrics_shard *s, enum metric_counter c);
+void metrics_gauge_set(struct metrics_shard *s, enum metric_gauge g, int64_t v);
+
+/* Prometheus text format 0.0.4 of the sum of shards[0..n), including
+ * usergate_build_info{version=...} 1 and usergate_cache_hit_ratio{route}
+ * = (hit + negative_hit + stale) / (that + miss), omitted for routes with no
+ * lookups. Every metric has # HELP and # TYPE lines. */
+void metrics_render(struct buf *out, struct metrics_shard *const *shards, size_t n,
+                    const char *version);
+
+/* Aggregates for sd_notify STATUS= and usergate -s. */
+struct metrics_summary {
+    uint64_t requests;
+    uint64_t hits;     /* hit + negative_hit + stale */
+    uint64_t misses;
+};
+void metrics_summarize(struct metrics_shard *const *shards, size_t n, struct metrics_summary *out);
+
+/* The names of every metric family rendered (for the dashboard check). */
+void metrics_names(struct buf *out); /* one per line */
+
+#endif

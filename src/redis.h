@@ -1,0 +1,60 @@
+/* redis: the only file that includes hiredis. One async connection per worker
+ * on the worker's event base (hiredis's libevent adapter), with usergate's own
+ * deadline timer on every command (hiredis 0.14 has none), connect timeout,
+ * reconnect with exponential backoff, and AUTH/ACL. Keys are passed as
+ * separate binary-safe arguments (argv/argvlen), never formatted into strings. */
+#ifndef USERGATE_REDIS_H
+#define USERGATE_REDIS_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+struct event_base;
+struct config;
+struct redis;
+
+enum redis_reply_type {
+    REDIS_R_ERROR = 0, /* transport error, timeout, disconnected, or server error */
+    REDIS_R_NIL,
+    REDIS_R_STRING,    /* str/len */
+    REDIS_R_INTEGER,
+    REDIS_R_STATUS,    /* str/len, e.g. "OK" */
+    REDIS_R_ARRAY,     /* elements */
+};
+
+/* A reply, copied out of hiredis so callers never touch hiredis types. */
+struct redis_reply {
+    enum redis_reply_type type;
+    const char *str;
+    size_t len;
+    long long integer;
+    struct redis_reply *elements;
+    size_t n_elements;
+};
+
+/* Called exactly once per command: with the reply, or with REDIS_R_ERROR on
+ * timeout / disconnect / not connected / server error. Never called from
+ * inside redis_command itself (errors are delivered on the next loop turn).
+ * The reply is only valid during the callback. */
+typedef void (*redis_cb)(void *arg, const struct redis_reply *reply);
+
+/* Create the per-worker client and start connecting (non-blocking). */
+struct redis *redis_new(struct event_base *base, const struct config *cfg);
+void redis_free(struct redis *r);
+/* Swap in a new config (address/password/timeouts). Reconnects if the
+ * address or credentials changed. */
+void redis_reconfigure(struct redis *r, const struct config *cfg);
+
+/* Send one command. argv/argvlen are copied before returning. */
+void redis_command(struct redis *r, redis_cb cb, void *arg, int argc, const char **argv,
+                   const size_t *argvlen);
+/* True while connected and authenticated. */
+bool redis_is_up(const struct redis *r);
+/* Called on every change of up/down (for metrics); may be NULL. */
+void redis_set_state_cb(struct redis *r, void (*cb)(void *arg, bool up), void *arg);
+
+/* "hiredis 0.14.1" for -V. */
+const char *redis_version(void);
+
+#endif

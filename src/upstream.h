@@ -1,0 +1,72 @@
+/* upstream: the only file that includes curl. One curl multi handle per worker,
+ * driven by the worker's event base through CURLMOPT_SOCKETFUNCTION /
+ * CURLMOPT_TIMERFUNCTION (the hiperfifo.c pattern): never curl_easy_perform.
+ * Injects the account's credentials as HTTP Basic, keeps connections alive,
+ * and calls back exactly once per request. */
+#ifndef USERGATE_UPSTREAM_H
+#define USERGATE_UPSTREAM_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "util.h"
+
+#define CURL_ERROR_SIZE_UG 256
+
+struct event_base;
+struct config;
+struct upstream;       /* per worker */
+struct upstream_call;  /* one request in flight */
+
+enum upstream_outcome {
+    UPSTREAM_OK = 0,        /* an HTTP response arrived (any status) */
+    UPSTREAM_CONNECT_FAIL,  /* never reached upstream (DNS, refused, TLS handshake): safe to retry any method */
+    UPSTREAM_TIMEOUT,       /* timed out after the request may have left: outcome unknown */
+    UPSTREAM_ERROR,         /* other transport error after sending (reset…): outcome unknown */
+    UPSTREAM_CANCELLED,     /* upstream_cancel was called (callback still runs once) */
+};
+
+struct upstream_response {
+    enum upstream_outcome outcome;
+    int status;              /* HTTP status when outcome == UPSTREAM_OK, else 0 */
+    struct buf body;
+    char content_type[128];  /* "" if none */
+    char request_id[64];     /* Twilio-Request-Id, "" if none */
+    long retry_after;        /* seconds from Retry-After, -1 if none */
+    int64_t duration_ms;
+    char error[CURL_ERROR_SIZE_UG]; /* transport error text, "" when OK */
+};
+
+/* Callback runs exactly once, on the worker's loop, never from inside
+ * upstream_start. The response is only valid during the callback. */
+typedef void (*upstream_cb)(void *arg, const struct upstream_response *resp);
+
+struct upstream_request {
+    const char *method;         /* "GET", "POST", "DELETE" */
+    const char *url;            /* absolute: base url + path (+ query) */
+    const char *body;           /* form body for POST, or NULL */
+    size_t body_len;
+    const char *webhook_enabled; /* X-Twilio-Webhook-Enabled value to pass through, or NULL */
+    const char *api;            /* metric label: "conversations" | "chat" */
+};
+
+struct upstream *upstream_new(struct event_base *base);
+/* Tear down: cancels calls in flight (their callbacks run with CANCELLED). */
+void upstream_free(struct upstream *u);
+/* Start a request using cfg's credentials and timeouts (cfg is only read
+ * during this call). Returns a handle valid until the callback runs, or NULL
+ * if curl refused to start it (then the callback is NOT called). */
+struct upstream_call *upstream_start(struct upstream *u, const struct config *cfg,
+                                     const struct upstream_request *req, upstream_cb cb, void *arg);
+/* Cancel a call in flight; its callback runs once, later, with UPSTREAM_CANCELLED. */
+void upstream_cancel(struct upstream_call *call);
+size_t upstream_inflight(const struct upstream *u);
+
+/* "libcurl/7.88.1 OpenSSL/…" for -V. */
+const char *upstream_version(void);
+/* Once per process before threads: curl_global_init. */
+int upstream_global_init(void);
+void upstream_global_cleanup(void);
+
+#endif

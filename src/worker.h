@@ -1,0 +1,75 @@
+/* worker: process-wide server state and per-worker state. Each worker is one
+ * thread with its own event base, listeners, curl multi, Redis connection and
+ * metric shard; nothing mutable is shared between workers except through
+ * struct server's lock-protected fields and atomics. */
+#ifndef USERGATE_WORKER_H
+#define USERGATE_WORKER_H
+
+#include <pthread.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "twilio.h"
+
+struct event_base;
+struct event;
+struct config;
+struct metrics_shard;
+struct upstream;
+struct redis;
+struct cache;
+struct router;
+struct listener;
+struct worker;
+
+struct server {
+    pthread_mutex_t lock;      /* guards cfg and default_service */
+    struct config *cfg;        /* current snapshot (a reference) */
+    char default_service[TWILIO_SID_LEN + 1]; /* learned or configured; "" = unknown */
+    struct worker **workers;
+    size_t n_workers;
+    int stopping;              /* atomic: set once shutdown begins */
+};
+
+/* Current config snapshot with a new reference (caller unrefs). */
+struct config *server_config(struct server *s);
+/* Copy the default Conversation Service SID into out; false if unknown. */
+bool server_default_service(struct server *s, char out[TWILIO_SID_LEN + 1]);
+void server_set_default_service(struct server *s, const char *sid);
+
+struct worker {
+    struct server *srv;
+    int index;
+    pthread_t thread;
+    struct event_base *base;
+    struct config *cfg;              /* this worker's snapshot (one reference) */
+    struct metrics_shard *metrics;
+    struct upstream *upstream;
+    struct redis *redis;
+    struct cache *cache;
+    struct router *router;
+    struct listener *listener;       /* owned by listener.c */
+    int *listen_fds;                 /* bound before the thread starts */
+    size_t n_listen_fds;
+    struct event *notify_ev;         /* cross-thread wake-up (config swap, shutdown) */
+    int pending_flags;               /* atomic: WORKER_F_* set by main, read by the worker */
+    uint64_t next_request_id;
+    bool draining;                   /* stop accepting; exit when no requests left */
+};
+
+#define WORKER_F_RELOAD 1
+#define WORKER_F_SHUTDOWN 2
+#define WORKER_F_ABORT 4
+
+/* Create a worker with its base, upstream, redis, cache, router and metric
+ * shard, and bind its listeners. Returns NULL on failure (logged). */
+struct worker *worker_new(struct server *srv, int index);
+int worker_start(struct worker *w); /* spawn the thread */
+/* Ask the worker (from any thread) to pick up the server's current config /
+ * drain / abort. */
+void worker_notify(struct worker *w, int flags);
+void worker_join(struct worker *w);
+void worker_free(struct worker *w);
+
+#endif
