@@ -1,0 +1,384 @@
+/* util: small pure helpers shared by every module — growable buffers, clocks,
+ * constant-time compare, base64, percent-encoding, number parsing, secret
+ * files and randomness. */
+#include "util.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+static void oom(void)
+{
+    /* Nothing sane is left to do; a supervisor restarts us. */
+    static const char msg[] = "usergate: out of memory\n";
+    ssize_t r = write(STDERR_FILENO, msg, sizeof(msg) - 1);
+    (void)r;
+    abort();
+}
+
+void buf_reserve(struct buf *b, size_t extra)
+{
+    /* +1 keeps room for the trailing NUL that makes data a C string. */
+    if (extra > SIZE_MAX - b->len - 1)
+        oom();
+    size_t need = b->len + extra + 1;
+    if (need <= b->cap)
+        return;
+    size_t cap = b->cap ? b->cap : 64;
+    while (cap < need)
+        cap = cap > SIZE_MAX / 2 ? need : cap * 2;
+    char *p = realloc(b->data, cap);
+    if (!p)
+        oom();
+    b->data = p;
+    b->cap = cap;
+    /* A fresh allocation must already read as a C string. */
+    b->data[b->len] = '\0';
+}
+
+void buf_append(struct buf *b, const void *p, size_t n)
+{
+    buf_reserve(b, n);
+    if (n)
+        memcpy(b->data + b->len, p, n);
+    b->len += n;
+    b->data[b->len] = '\0';
+}
+
+void buf_puts(struct buf *b, const char *s)
+{
+    buf_append(b, s, strlen(s));
+}
+
+void buf_printf(struct buf *b, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    char tmp[256];
+    va_list ap2;
+    va_copy(ap2, ap);
+    int n = vsnprintf(tmp, sizeof(tmp), fmt, ap2);
+    va_end(ap2);
+    if (n < 0) {
+        va_end(ap);
+        return;
+    }
+    if ((size_t)n < sizeof(tmp)) {
+        buf_append(b, tmp, (size_t)n);
+    } else {
+        buf_reserve(b, (size_t)n);
+        vsnprintf(b->data + b->len, (size_t)n + 1, fmt, ap);
+        b->len += (size_t)n;
+    }
+    va_end(ap);
+}
+
+void buf_reset(struct buf *b)
+{
+    b->len = 0;
+    if (b->data)
+        b->data[0] = '\0';
+}
+
+void buf_free(struct buf *b)
+{
+    free(b->data);
+    b->data = NULL;
+    b->len = b->cap = 0;
+}
+
+static int64_t clock_ms(clockid_t id)
+{
+    struct timespec ts;
+    clock_gettime(id, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+int64_t util_now_ms(void)
+{
+    return clock_ms(CLOCK_MONOTONIC);
+}
+
+int64_t util_wall_ms(void)
+{
+    return clock_ms(CLOCK_REALTIME);
+}
+
+bool util_ct_equal(const void *a, size_t alen, const void *b, size_t blen)
+{
+    if (alen != blen)
+        return false;
+    /* volatile keeps the compiler from turning this into an early-exit memcmp. */
+    const volatile unsigned char *x = a, *y = b;
+    unsigned char acc = 0;
+    for (size_t i = 0; i < alen; i++)
+        acc |= x[i] ^ y[i];
+    return acc == 0;
+}
+
+static const char b64_alphabet[] =
+    "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+
+size_t util_base64_encode(const void *in, size_t n, char *out)
+{
+    const unsigned char *p = in;
+    size_t o = 0, i = 0;
+    for (; i + 2 < n; i += 3) {
+        uint32_t v = (uint32_t)p[i] << 16 | (uint32_t)p[i + 1] << 8 | p[i + 2];
+        out[o++] = b64_alphabet[v >> 18 & 63];
+        out[o++] = b64_alphabet[v >> 12 & 63];
+        out[o++] = b64_alphabet[v >> 6 & 63];
+        out[o++] = b64_alphabet[v & 63];
+    }
+    if (i < n) {
+        uint32_t v = (uint32_t)p[i] << 16;
+        if (i + 1 < n)
+            v |= (uint32_t)p[i + 1] << 8;
+        out[o++] = b64_alphabet[v >> 18 & 63];
+        out[o++] = b64_alphabet[v >> 12 & 63];
+        out[o++] = i + 1 < n ? b64_alphabet[v >> 6 & 63] : '=';
+        out[o++] = '=';
+    }
+    out[o] = '\0';
+    return o;
+}
+
+static int b64_value(unsigned char c)
+{
+    if (c >= 'A' && c <= 'Z')
+        return c - 'A';
+    if (c >= 'a' && c <= 'z')
+        return c - 'a' + 26;
+    if (c >= '0' && c <= '9')
+        return c - '0' + 52;
+    if (c == '+')
+        return 62;
+    if (c == '/')
+        return 63;
+    return -1;
+}
+
+long util_base64_decode(const char *in, size_t n, char *out)
+{
+    if (n % 4 != 0)
+        return -1;
+    size_t o = 0;
+    for (size_t i = 0; i < n; i += 4) {
+        bool last = i + 4 == n;
+        int v[4];
+        int pad = 0;
+        for (int k = 0; k < 4; k++) {
+            unsigned char c = (unsigned char)in[i + k];
+            if (c == '=' && last && k >= 2) {
+                v[k] = 0;
+                pad++;
+                continue;
+            }
+            if (pad) /* data after padding */
+                return -1;
+            v[k] = b64_value(c);
+            if (v[k] < 0)
+                return -1;
+        }
+        uint32_t w = (uint32_t)v[0] << 18 | (uint32_t)v[1] << 12 | (uint32_t)v[2] << 6 | v[3];
+        out[o++] = (char)(w >> 16 & 0xff);
+        if (pad < 2)
+            out[o++] = (char)(w >> 8 & 0xff);
+        if (pad < 1)
+            out[o++] = (char)(w & 0xff);
+    }
+    out[o] = '\0';
+    return (long)o;
+}
+
+static int hex_value(unsigned char c)
+{
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    if (c >= 'a' && c <= 'f')
+        return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F')
+        return c - 'A' + 10;
+    return -1;
+}
+
+long util_pct_decode(const char *in, size_t n, char *out, bool plus_is_space)
+{
+    size_t o = 0;
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)in[i];
+        if (c == '%') {
+            if (n - i < 3)
+                return -1;
+            int hi = hex_value((unsigned char)in[i + 1]);
+            int lo = hex_value((unsigned char)in[i + 2]);
+            if (hi < 0 || lo < 0)
+                return -1;
+            out[o++] = (char)(hi << 4 | lo);
+            i += 2;
+        } else if (c == '+' && plus_is_space) {
+            out[o++] = ' ';
+        } else {
+            out[o++] = (char)c;
+        }
+    }
+    out[o] = '\0';
+    return (long)o;
+}
+
+void util_pct_encode(struct buf *b, const char *in, size_t n)
+{
+    static const char hex[] = "0123456789ABCDEF";
+    buf_reserve(b, n);
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)in[i];
+        if ((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
+            c == '-' || c == '.' || c == '_' || c == '~') {
+            buf_append(b, &c, 1);
+        } else {
+            char e[3] = {'%', hex[c >> 4], hex[c & 15]};
+            buf_append(b, e, 3);
+        }
+    }
+}
+
+bool util_parse_long(const char *s, long min, long max, long *out)
+{
+    if (!s || !*s)
+        return false;
+    /* strtol accepts leading whitespace and '+'; config and query values
+     * should be plain digits with an optional minus. */
+    if (!(isdigit((unsigned char)s[0]) || (s[0] == '-' && isdigit((unsigned char)s[1]))))
+        return false;
+    errno = 0;
+    char *end;
+    long v = strtol(s, &end, 10);
+    if (errno == ERANGE || *end != '\0')
+        return false;
+    if (v < min || v > max)
+        return false;
+    *out = v;
+    return true;
+}
+
+char *util_strdup(const char *s)
+{
+    if (!s)
+        return NULL;
+    return util_strndup(s, strlen(s));
+}
+
+char *util_strndup(const char *s, size_t n)
+{
+    if (!s)
+        return NULL;
+    size_t len = strnlen(s, n);
+    char *p = malloc(len + 1);
+    if (!p)
+        oom();
+    memcpy(p, s, len);
+    p[len] = '\0';
+    return p;
+}
+
+void *util_calloc(size_t n, size_t size)
+{
+    void *p = calloc(n ? n : 1, size ? size : 1);
+    if (!p)
+        oom();
+    return p;
+}
+
+char *util_trim(char *s)
+{
+    size_t len = strlen(s);
+    while (len > 0 && isspace((unsigned char)s[len - 1]))
+        len--;
+    s[len] = '\0';
+    size_t start = 0;
+    while (isspace((unsigned char)s[start]))
+        start++;
+    if (start)
+        memmove(s, s + start, len - start + 1);
+    return s;
+}
+
+char *util_read_secret_file(const char *path)
+{
+    /* Secrets are tiny; a large file is a misconfiguration, not a secret. */
+    enum { SECRET_MAX = 64 * 1024 };
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return NULL;
+    struct buf b = {0};
+    char chunk[4096];
+    for (;;) {
+        ssize_t r = read(fd, chunk, sizeof(chunk));
+        if (r < 0) {
+            if (errno == EINTR)
+                continue;
+            int e = errno;
+            close(fd);
+            buf_free(&b);
+            errno = e;
+            return NULL;
+        }
+        if (r == 0)
+            break;
+        if (b.len + (size_t)r > SECRET_MAX) {
+            close(fd);
+            buf_free(&b);
+            errno = EFBIG;
+            return NULL;
+        }
+        buf_append(&b, chunk, (size_t)r);
+    }
+    close(fd);
+    if (!b.data)
+        return util_strdup("");
+    if (b.len > 0 && b.data[b.len - 1] == '\n') {
+        b.len--;
+        if (b.len > 0 && b.data[b.len - 1] == '\r')
+            b.len--;
+        b.data[b.len] = '\0';
+    }
+    return b.data;
+}
+
+void util_random(void *out, size_t n)
+{
+    unsigned char *p = out;
+    while (n > 0) {
+        ssize_t r = getrandom(p, n, 0);
+        if (r < 0) {
+            if (errno == EINTR)
+                continue;
+            /* No entropy source means no safe jitter or ids; do not fake it. */
+            abort();
+        }
+        p += r;
+        n -= (size_t)r;
+    }
+}
+
+uint64_t util_random_below(uint64_t n)
+{
+    if (n <= 1)
+        return 0;
+    /* Reject the short top range so every residue is equally likely. */
+    uint64_t limit = UINT64_MAX - (UINT64_MAX % n + 1) % n;
+    uint64_t v;
+    do {
+        util_random(&v, sizeof(v));
+    } while (v > limit);
+    return v % n;
+}
