@@ -19,16 +19,18 @@ struct http1_header {
 };
 
 /* One complete request. Ownership passes to the on_message callback's caller
- * (see http1_msg_free). */
+ * (see http1_msg_free). target and every header name/value live in one
+ * allocation that target points at; http1_msg_free frees it and the body. A
+ * zeroed message is empty and may be freed. */
 struct http1_msg {
-    char method[8];   /* "GET", "POST", "DELETE", … */
-    char *target;     /* request-target as received, NUL-terminated */
+    char method[8]; /* "GET", "POST", "DELETE", … */
+    char *target;   /* request-target as received, NUL-terminated */
     size_t target_len;
     struct http1_header headers[HTTP1_MAX_HEADERS];
     size_t n_headers;
-    struct buf body;  /* de-chunked */
-    bool keep_alive;  /* after this message, per HTTP version and Connection */
-    int http_minor;   /* 0 or 1 */
+    struct buf body; /* de-chunked */
+    bool keep_alive; /* after this message, per HTTP version and Connection */
+    int http_minor;  /* 0 or 1 */
 };
 void http1_msg_free(struct http1_msg *m);
 /* Case-insensitive header lookup; first match or NULL. */
@@ -49,8 +51,10 @@ struct http1_limits {
 
 struct http1_parser;
 /* Called for each complete message, in order. The callee takes ownership of
- * *msg (must call http1_msg_free). Return 0 to continue, -1 to pause parsing
- * (http1_feed returns early; feed the remaining bytes later). */
+ * the contents of *msg by copying the struct (and must http1_msg_free the
+ * copy); the parser forgets them when the callback returns. Return 0 to
+ * continue, -1 to pause parsing (http1_feed returns early; feed the remaining
+ * bytes later). The callbacks must not call http1_free. */
 typedef int (*http1_message_cb)(void *arg, struct http1_msg *msg);
 /* Called when the headers of a message are complete, before its body — the
  * listener uses it for "Expect: 100-continue". May be NULL. */
@@ -63,5 +67,8 @@ void http1_free(struct http1_parser *p);
  * paused), or -1 on error (*err set; the connection should get the matching
  * error response and be closed). len == 0 signals EOF. */
 long http1_feed(struct http1_parser *p, const char *data, size_t len, enum http1_error *err);
+/* True when no message is partly received (between messages): a read timeout
+ * then means the client is waiting for us, not sending slowly. */
+bool http1_idle(const struct http1_parser *p);
 
 #endif

@@ -5,6 +5,7 @@
 #ifndef USERGATE_LISTENER_H
 #define USERGATE_LISTENER_H
 
+#include <stdbool.h>
 #include <stddef.h>
 
 struct worker;
@@ -28,7 +29,13 @@ size_t listener_inflight(const struct worker *w);
 void listener_close_all(struct worker *w);
 
 /* Called by response.c when req->done became true: flush finished responses
- * at the head of the connection's queue, or free req if it is detached. */
+ * at the head of the connection's queue, or free req if it is detached.
+ * Never calls back into the router (on_abort runs only from the listener's
+ * own event callbacks), so the router may call it from anywhere. */
 void listener_request_done(struct request *req);
+/* True when no later request is queued on req's connection (or req is
+ * detached): response.c sends "Connection: close" while draining only on the
+ * last one, so pipelined requests already received still get their answers. */
+bool listener_request_is_last(const struct request *req);
 
 #endif
