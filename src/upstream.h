@@ -16,24 +16,25 @@
 
 struct event_base;
 struct config;
-struct upstream;       /* per worker */
-struct upstream_call;  /* one request in flight */
+struct upstream;      /* per worker */
+struct upstream_call; /* one request in flight */
 
 enum upstream_outcome {
-    UPSTREAM_OK = 0,        /* an HTTP response arrived (any status) */
-    UPSTREAM_CONNECT_FAIL,  /* never reached upstream (DNS, refused, TLS handshake): safe to retry any method */
-    UPSTREAM_TIMEOUT,       /* timed out after the request may have left: outcome unknown */
-    UPSTREAM_ERROR,         /* other transport error after sending (reset…): outcome unknown */
-    UPSTREAM_CANCELLED,     /* upstream_cancel was called (callback still runs once) */
+    UPSTREAM_OK = 0,       /* an HTTP response arrived (any status) */
+    UPSTREAM_CONNECT_FAIL, /* never reached upstream (DNS, refused, TLS handshake): safe to retry
+                              any method */
+    UPSTREAM_TIMEOUT,      /* timed out after the request may have left: outcome unknown */
+    UPSTREAM_ERROR,        /* other transport error after sending (reset…): outcome unknown */
+    UPSTREAM_CANCELLED,    /* upstream_cancel was called (callback still runs once) */
 };
 
 struct upstream_response {
     enum upstream_outcome outcome;
-    int status;              /* HTTP status when outcome == UPSTREAM_OK, else 0 */
+    int status; /* HTTP status when outcome == UPSTREAM_OK, else 0 */
     struct buf body;
-    char content_type[128];  /* "" if none */
-    char request_id[64];     /* Twilio-Request-Id, "" if none */
-    long retry_after;        /* seconds from Retry-After, -1 if none */
+    char content_type[128]; /* "" if none */
+    char request_id[64];    /* Twilio-Request-Id, "" if none */
+    long retry_after;       /* seconds from Retry-After, -1 if none */
     int64_t duration_ms;
     char error[CURL_ERROR_SIZE_UG]; /* transport error text, "" when OK */
 };
@@ -43,24 +44,32 @@ struct upstream_response {
 typedef void (*upstream_cb)(void *arg, const struct upstream_response *resp);
 
 struct upstream_request {
-    const char *method;         /* "GET", "POST", "DELETE" */
-    const char *url;            /* absolute: base url + path (+ query) */
-    const char *body;           /* form body for POST, or NULL */
+    const char *method; /* "GET", "POST", "DELETE" */
+    const char *url;    /* absolute: base url + path (+ query) */
+    const char *body;   /* form body for POST, or NULL */
     size_t body_len;
     const char *webhook_enabled; /* X-Twilio-Webhook-Enabled value to pass through, or NULL */
-    const char *api;            /* metric label: "conversations" | "chat" */
+    const char *api;             /* metric label: "conversations" | "chat" */
 };
 
 struct upstream *upstream_new(struct event_base *base);
-/* Tear down: cancels calls in flight (their callbacks run with CANCELLED). */
+/* Tear down: cancels calls in flight; their callbacks run with CANCELLED
+ * synchronously, inside this call (the loop may already be gone), and any
+ * upstream_start they attempt returns NULL. Must not be called from inside an
+ * upstream callback. */
 void upstream_free(struct upstream *u);
-/* Start a request using cfg's credentials and timeouts (cfg is only read
- * during this call). Returns a handle valid until the callback runs, or NULL
- * if curl refused to start it (then the callback is NOT called). */
+/* Start a request using cfg's credentials and timeouts (cfg and req, body
+ * included, are only read during this call). Returns a handle valid until the
+ * callback runs, or NULL if curl refused to start it, the method is not
+ * GET/POST/DELETE, or webhook_enabled holds control characters (then the
+ * callback is NOT called). Response bodies over 4 MiB end as UPSTREAM_ERROR. */
 struct upstream_call *upstream_start(struct upstream *u, const struct config *cfg,
                                      const struct upstream_request *req, upstream_cb cb, void *arg);
-/* Cancel a call in flight; its callback runs once, later, with UPSTREAM_CANCELLED. */
+/* Cancel a call in flight; its callback runs once, later (from the loop, never
+ * inside this call), with UPSTREAM_CANCELLED. A no-op from the call's own
+ * callback; after that callback the handle is gone. */
 void upstream_cancel(struct upstream_call *call);
+/* Calls attached to curl right now: started, not yet finished or cancelled. */
 size_t upstream_inflight(const struct upstream *u);
 
 /* "libcurl/7.88.1 OpenSSL/…" for -V. */
