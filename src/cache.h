@@ -18,10 +18,10 @@ struct cache;
 
 /* Which user a lookup or write concerns. */
 struct cache_user {
-    const char *account;   /* AC… */
+    const char *account; /* AC… */
     enum api_family family;
-    const char *service;   /* IS… (for FAMILY_V1_DEFAULT: the default service) */
-    const char *user;      /* identity or US… SID, decoded */
+    const char *service; /* IS… (for FAMILY_V1_DEFAULT: the default service) */
+    const char *user;    /* identity or US… SID, decoded */
     size_t user_len;
     bool user_is_sid;
 };
@@ -36,7 +36,11 @@ enum cache_result {
  * only when result == CACHE_FOUND. A SID lookup resolves the alias and checks
  * the entry's sid equals the requested SID (else CACHE_ABSENT). */
 typedef void (*cache_lookup_cb)(void *arg, enum cache_result result, const struct entry *e);
-/* Write/invalidate callback: exactly once; ok false if Redis failed. May be NULL. */
+/* Write/invalidate callback: exactly once; ok false if Redis failed (or, for
+ * a store, the body was not a user object). May be NULL.
+ * No cache callback ever runs from inside the cache_* call that started it.
+ * In-flight calls depend on the redis client only: cache_free may come
+ * before or after redis_free, which answers them (with errors) at the latest. */
 typedef void (*cache_done_cb)(void *arg, bool ok);
 
 struct cache *cache_new(struct redis *r);

@@ -21,8 +21,8 @@
 void entry_user_key(struct buf *out, const char *prefix, const char *account, enum api_family f,
                     const char *service, const char *ident, size_t ident_len);
 /* Append the SID alias key to out (out is reset first). */
-void entry_alias_key(struct buf *out, const char *prefix, const char *account,
-                     const char *service, const char *sid);
+void entry_alias_key(struct buf *out, const char *prefix, const char *account, const char *service,
+                     const char *sid);
 /* Pattern matching every key of one service (for SCAN MATCH in purges);
  * glob metacharacters in prefix are escaped. */
 void entry_service_pattern(struct buf *out, const char *prefix, const char *account,
@@ -31,14 +31,14 @@ void entry_service_pattern(struct buf *out, const char *prefix, const char *acco
 #define ENTRY_VERSION 1
 
 struct entry {
-    int status;            /* 200 or 404 */
-    int64_t stored_ms;     /* wall clock */
-    int64_t fresh_until_ms;/* wall clock */
-    const char *sid;       /* user SID ("" for negative entries) */
+    int status;             /* 200 or 404 */
+    int64_t stored_ms;      /* wall clock */
+    int64_t fresh_until_ms; /* wall clock */
+    const char *sid;        /* user SID ("" for negative entries) */
     size_t sid_len;
-    const char *identity;  /* identity ("" when unknown) */
+    const char *identity; /* identity ("" when unknown) */
     size_t identity_len;
-    const char *body;      /* upstream body bytes, as received */
+    const char *body; /* upstream body bytes, as received */
     size_t body_len;
 };
 
@@ -51,9 +51,18 @@ void entry_encode(struct buf *out, const struct entry *e);
 int entry_decode(const char *data, size_t len, struct entry *e);
 
 /* Extract "sid" and "identity" string fields from a user JSON body (cJSON).
- * Returns 0 when both are present strings; outputs are NUL-terminated copies
- * truncated to the given sizes (identity longer than idlen-1 => -1). */
+ * Returns 0 when sid is a US… SID and identity a non-empty string; outputs
+ * are NUL-terminated copies. -1 when either is missing, empty or does not fit
+ * its buffer (never truncated: a truncated identity is another user's key),
+ * or when the body holds a NUL byte or a \u0000 escape. */
 int entry_user_fields(const char *json, size_t len, char *sid, size_t sidlen, char *identity,
                       size_t idlen);
+
+/* Copy the string field `name` of a JSON object body into out (NUL-terminated,
+ * never truncated). Returns 0, or -1 if absent, not a string, or too long. */
+int entry_json_string(const char *json, size_t len, const char *name, char *out, size_t outlen);
+/* The service a user body belongs to: "chat_service_sid" (Conversations) or
+ * "service_sid" (Chat), when it is an IS SID. Returns 0 or -1. */
+int entry_user_service(const char *json, size_t len, char *out, size_t outlen);
 
 #endif

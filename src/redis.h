@@ -17,10 +17,10 @@ struct redis;
 enum redis_reply_type {
     REDIS_R_ERROR = 0, /* transport error, timeout, disconnected, or server error */
     REDIS_R_NIL,
-    REDIS_R_STRING,    /* str/len */
+    REDIS_R_STRING, /* str/len */
     REDIS_R_INTEGER,
-    REDIS_R_STATUS,    /* str/len, e.g. "OK" */
-    REDIS_R_ARRAY,     /* elements */
+    REDIS_R_STATUS, /* str/len, e.g. "OK" */
+    REDIS_R_ARRAY,  /* elements */
 };
 
 /* A reply, copied out of hiredis so callers never touch hiredis types. */
@@ -39,8 +39,15 @@ struct redis_reply {
  * The reply is only valid during the callback. */
 typedef void (*redis_cb)(void *arg, const struct redis_reply *reply);
 
-/* Create the per-worker client and start connecting (non-blocking). */
+/* Create the per-worker client and start connecting (non-blocking). The
+ * config is copied (address, credentials, timeout); cfg need not outlive it.
+ * A host name (not an IP literal) is resolved by hiredis with getaddrinfo,
+ * which can block on DNS: prefer IP addresses or unix: sockets. */
 struct redis *redis_new(struct event_base *base, const struct config *cfg);
+/* Disconnect and free. Commands still pending get their REDIS_R_ERROR
+ * callback synchronously from inside redis_free, and any command issued from
+ * such a callback fails synchronously too. Must not be called from inside a
+ * redis_cb (the connection is being read at that point). */
 void redis_free(struct redis *r);
 /* Swap in a new config (address/password/timeouts). Reconnects if the
  * address or credentials changed. */
@@ -49,10 +56,22 @@ void redis_reconfigure(struct redis *r, const struct config *cfg);
 /* Send one command. argv/argvlen are copied before returning. */
 void redis_command(struct redis *r, redis_cb cb, void *arg, int argc, const char **argv,
                    const size_t *argvlen);
-/* True while connected and authenticated. */
+/* True while connected and the server has answered the handshake (AUTH,
+ * or PING when there is no password). */
 bool redis_is_up(const struct redis *r);
-/* Called on every change of up/down (for metrics); may be NULL. */
+/* Called on every change of up/down (for metrics); may be NULL. Every "up"
+ * after the first is a reconnect. Never called from redis_free. */
 void redis_set_state_cb(struct redis *r, void (*cb)(void *arg, bool up), void *arg);
+/* Called once per failed command (for metrics): timeout true when the
+ * deadline passed, false for a server error reply or a connection lost with
+ * the command in flight. Commands refused while down are not counted (the
+ * up/down state says it). May be NULL. */
+void redis_set_error_cb(struct redis *r, void (*cb)(void *arg, bool timeout), void *arg);
+
+/* Call cb with a REDIS_R_ERROR reply on the next loop turn without sending
+ * anything: lets layers above keep their own "never called back from inside
+ * the call" promise when they fail before reaching Redis. */
+void redis_call_soon(struct redis *r, redis_cb cb, void *arg);
 
 /* "hiredis 0.14.1" for -V. */
 const char *redis_version(void);

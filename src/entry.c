@@ -1,0 +1,180 @@
+/* entry: cache keys and the envelope of a cached user, as pure functions.
+ * Everything that reads bytes back from Redis is strict: a value another
+ * version, a truncated write or a foreign writer produced must decode as
+ * "malformed" (a miss), never as a partly trusted entry. */
+#include "entry.h"
+
+#include <inttypes.h>
+#include <string.h>
+
+#include <cjson/cJSON.h>
+
+#include "twilio.h"
+
+void entry_user_key(struct buf *out, const char *prefix, const char *account, enum api_family f,
+                    const char *service, const char *ident, size_t ident_len)
+{
+    buf_reset(out);
+    buf_printf(out, "%su:%s:%s:%s:", prefix, account, route_family_tag(f), service);
+    /* Appended raw, after the last separator, so any byte (':' or NUL
+     * included) stays part of the identity and cannot shift other fields. */
+    buf_append(out, ident, ident_len);
+}
+
+void entry_alias_key(struct buf *out, const char *prefix, const char *account, const char *service,
+                     const char *sid)
+{
+    buf_reset(out);
+    buf_printf(out, "%sa:%s:%s:%s", prefix, account, service, sid);
+}
+
+/* Redis glob metacharacters are backslash-escaped so a prefix such as
+ * "app[1]:" matches itself only. */
+static void glob_escape(struct buf *out, const char *s)
+{
+    for (; *s; s++) {
+        if (strchr("*?[]\\", *s))
+            buf_append(out, "\\", 1);
+        buf_append(out, s, 1);
+    }
+}
+
+void entry_service_pattern(struct buf *out, const char *prefix, const char *account,
+                           const char *service, bool alias)
+{
+    buf_reset(out);
+    glob_escape(out, prefix);
+    buf_puts(out, alias ? "a:" : "u:");
+    glob_escape(out, account);
+    /* User keys carry the family tag before the service. Redis globs have
+     * no alternation, so '*' stands for the tag; it may also match a key of
+     * another service whose identity contains ":<service>:". Over-matching
+     * only purges extra cache entries, which is always safe. */
+    buf_puts(out, alias ? ":" : ":*:");
+    glob_escape(out, service);
+    buf_puts(out, ":*");
+}
+
+void entry_encode(struct buf *out, const struct entry *e)
+{
+    buf_reset(out);
+    buf_printf(out, "UG%d %d %" PRId64 " %" PRId64 " %zu %zu %zu\n", ENTRY_VERSION, e->status,
+               e->stored_ms, e->fresh_until_ms, e->sid_len, e->identity_len, e->body_len);
+    buf_append(out, e->sid, e->sid_len);
+    buf_append(out, e->identity, e->identity_len);
+    buf_append(out, e->body, e->body_len);
+}
+
+/* One canonical unsigned decimal (no sign, no leading zero, at most 18
+ * digits so it fits int64) followed by the byte term. Advances *p past it. */
+static int parse_num(const char **p, const char *end, char term, uint64_t *out)
+{
+    const char *s = *p;
+    uint64_t v = 0;
+    size_t n = 0;
+    while (s + n < end && s[n] >= '0' && s[n] <= '9') {
+        v = v * 10 + (uint64_t)(s[n] - '0');
+        if (++n > 18)
+            return -1;
+    }
+    if (n == 0 || (n > 1 && s[0] == '0') || s + n >= end || s[n] != term)
+        return -1;
+    *p = s + n + 1;
+    *out = v;
+    return 0;
+}
+
+int entry_decode(const char *data, size_t len, struct entry *e)
+{
+    const char *p = data, *end = data + len;
+    uint64_t version, status, stored, fresh, sid_len, id_len, body_len;
+    if (len < 2 || memcmp(p, "UG", 2) != 0)
+        return -1;
+    p += 2;
+    if (parse_num(&p, end, ' ', &version) < 0 || version != ENTRY_VERSION ||
+        parse_num(&p, end, ' ', &status) < 0 || parse_num(&p, end, ' ', &stored) < 0 ||
+        parse_num(&p, end, ' ', &fresh) < 0 || parse_num(&p, end, ' ', &sid_len) < 0 ||
+        parse_num(&p, end, ' ', &id_len) < 0 || parse_num(&p, end, '\n', &body_len) < 0)
+        return -1;
+    if (status != 200 && status != 404)
+        return -1;
+    /* Each length is bounded by what is left before they are summed, so the
+     * sum cannot overflow; it must then account for every remaining byte. */
+    size_t left = (size_t)(end - p);
+    if (sid_len > left || id_len > left || body_len > left || sid_len + id_len + body_len != left)
+        return -1;
+    /* A positive entry without its SID or identity cannot be checked
+     * against the request that found it. */
+    if (status == 200 && (sid_len == 0 || id_len == 0))
+        return -1;
+    e->status = (int)status;
+    e->stored_ms = (int64_t)stored;
+    e->fresh_until_ms = (int64_t)fresh;
+    e->sid = p;
+    e->sid_len = (size_t)sid_len;
+    e->identity = p + sid_len;
+    e->identity_len = (size_t)id_len;
+    e->body = p + sid_len + id_len;
+    e->body_len = (size_t)body_len;
+    return 0;
+}
+
+static int copy_field(const cJSON *item, char *out, size_t outlen)
+{
+    if (!cJSON_IsString(item) || !item->valuestring)
+        return -1;
+    size_t n = strlen(item->valuestring);
+    if (n == 0 || n >= outlen)
+        return -1;
+    memcpy(out, item->valuestring, n + 1);
+    return 0;
+}
+
+int entry_user_fields(const char *json, size_t len, char *sid, size_t sidlen, char *identity,
+                      size_t idlen)
+{
+    /* cJSON hands strings back NUL-terminated, so an escaped NUL would
+     * silently truncate the identity and file the user under another
+     * user's key. Refuse such bodies (a false positive only skips caching). */
+    if (memchr(json, '\0', len))
+        return -1;
+    for (size_t i = 0; i + 6 <= len; i++) {
+        if (json[i] == '\\' && json[i + 1] == 'u' && memcmp(json + i + 2, "0000", 4) == 0)
+            return -1;
+    }
+    cJSON *root = cJSON_ParseWithLength(json, len);
+    if (!root)
+        return -1;
+    int rc = -1;
+    if (cJSON_IsObject(root) &&
+        copy_field(cJSON_GetObjectItemCaseSensitive(root, "sid"), sid, sidlen) == 0 &&
+        twilio_is_sid(sid, strlen(sid), "US") &&
+        copy_field(cJSON_GetObjectItemCaseSensitive(root, "identity"), identity, idlen) == 0)
+        rc = 0;
+    cJSON_Delete(root);
+    return rc;
+}
+
+int entry_json_string(const char *json, size_t len, const char *name, char *out, size_t outlen)
+{
+    if (!json || memchr(json, '\0', len))
+        return -1;
+    cJSON *root = cJSON_ParseWithLength(json, len);
+    if (!root)
+        return -1;
+    int rc = cJSON_IsObject(root)
+                 ? copy_field(cJSON_GetObjectItemCaseSensitive(root, name), out, outlen)
+                 : -1;
+    cJSON_Delete(root);
+    return rc;
+}
+
+int entry_user_service(const char *json, size_t len, char *out, size_t outlen)
+{
+    static const char *const names[] = {"chat_service_sid", "service_sid"};
+    for (size_t i = 0; i < UG_ARRAY_LEN(names); i++)
+        if (entry_json_string(json, len, names[i], out, outlen) == 0 &&
+            twilio_is_sid(out, strlen(out), "IS"))
+            return 0;
+    return -1;
+}

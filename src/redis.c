@@ -1,0 +1,627 @@
+/* redis: the glue between usergate and hiredis's async API (the only file
+ * that includes hiredis). hiredis 0.14 has neither connect nor command
+ * timeouts, so every command carries its own deadline timer and the
+ * connection a connect deadline; whichever of reply and timer comes first
+ * answers the caller, exactly once.
+ *
+ * hiredis lifetime rules this file is built around:
+ *  - A context is never freed from inside one of its own callbacks (hiredis
+ *    is still using it further up the stack): such drops are parked in
+ *    `dying` and freed on the next loop turn.
+ *  - redisAsyncFree (ours or hiredis's own, on error) first runs every queued
+ *    reply callback with a NULL reply, then the disconnect callback (only if
+ *    the connect had completed), then frees. A connect that fails calls the
+ *    connect callback with an error and is then freed by hiredis.
+ *  - ac->data points back to us while the context is ours; it is cleared
+ *    before we free a context so its late callbacks know to ignore it. */
+#include "redis.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include <event2/event.h>
+#include <event2/event_struct.h>
+#include <hiredis/adapters/libevent.h>
+#include <hiredis/async.h>
+#include <hiredis/hiredis.h>
+
+#include "config.h"
+#include "log.h"
+#include "util.h"
+
+#define BACKOFF_MIN_MS 100
+#define BACKOFF_MAX_MS 5000
+#define CONNECT_TIMEOUT_MIN_MS 1000
+/* A server that lets this many commands in a row time out is treated as
+ * gone: a fresh connection is cheaper than a queue of doomed commands. */
+#define MAX_TIMEOUTS_IN_ROW 3
+
+struct pending {
+    struct redis *r;
+    redis_cb cb;
+    void *arg;
+    struct event timer;          /* command deadline, or 0 s for an early failure */
+    unsigned gen;                /* connection it was sent on */
+    bool in_hiredis;             /* hiredis will call on_reply with it exactly once */
+    bool timed_out;              /* cb already had its ERROR; on_reply only frees */
+    struct pending *prev, *next; /* in r->pending while cb is still owed */
+};
+
+struct redis {
+    struct event_base *base;
+    /* Copied from the config: snapshots may be freed on reload. */
+    char *addr_text;
+    bool is_unix;
+    char *host;
+    int port;
+    char *path;
+    char *username;
+    char *password;
+    long timeout_ms;
+
+    redisAsyncContext *ac;    /* connecting or connected; NULL while down */
+    redisAsyncContext *dying; /* dropped inside a hiredis callback, freed by reap_ev */
+    unsigned gen;             /* bumped per connect attempt */
+    bool up;
+    bool freeing;
+    bool quiet; /* this outage's first failure was logged */
+    int depth;  /* nesting of hiredis callbacks we are inside */
+    int timeouts_in_row;
+    long backoff_ms;
+
+    struct event *connect_timer;
+    struct event *reconnect_timer;
+    struct event *reap_ev;
+    struct pending *pending;
+
+    void (*state_cb)(void *arg, bool up);
+    void *state_arg;
+    void (*error_cb)(void *arg, bool timeout);
+    void *error_arg;
+};
+
+static struct timeval ms_tv(long ms)
+{
+    struct timeval tv = {.tv_sec = ms / 1000, .tv_usec = (ms % 1000) * 1000};
+    return tv;
+}
+
+static bool str_differs(const char *a, const char *b)
+{
+    if (!a || !b)
+        return a != b;
+    return strcmp(a, b) != 0;
+}
+
+/* The config says "" for unset optional strings in some paths and NULL in
+ * others; both mean "none" here. */
+static char *dup_opt(const char *s)
+{
+    return s && *s ? util_strdup(s) : NULL;
+}
+
+static void free_secret(char *s)
+{
+    if (s) {
+        explicit_bzero(s, strlen(s));
+        free(s);
+    }
+}
+
+static void fail_log(struct redis *r, const char *why)
+{
+    if (r->freeing)
+        return;
+    if (!r->quiet)
+        log_warn("redis %s: %s", r->addr_text, why);
+    else
+        log_debug("redis %s: %s", r->addr_text, why);
+    r->quiet = true;
+}
+
+static void set_up(struct redis *r, bool up)
+{
+    if (r->up == up)
+        return;
+    r->up = up;
+    if (r->state_cb && !r->freeing)
+        r->state_cb(r->state_arg, up);
+}
+
+static void report_error(struct redis *r, bool timeout)
+{
+    if (r->error_cb && !r->freeing)
+        r->error_cb(r->error_arg, timeout);
+}
+
+/* ---- pending commands */
+
+static void pending_link(struct redis *r, struct pending *p)
+{
+    p->next = r->pending;
+    if (r->pending)
+        r->pending->prev = p;
+    r->pending = p;
+}
+
+static void pending_unlink(struct redis *r, struct pending *p)
+{
+    if (p->prev)
+        p->prev->next = p->next;
+    else if (r->pending == p)
+        r->pending = p->next;
+    if (p->next)
+        p->next->prev = p->prev;
+    p->prev = p->next = NULL;
+}
+
+static void call_error(redis_cb cb, void *arg, const char *why)
+{
+    struct redis_reply rep = {.type = REDIS_R_ERROR, .str = why, .len = strlen(why)};
+    cb(arg, &rep);
+}
+
+/* Copy a hiredis reply into our own type. Strings are not copied: they live
+ * until hiredis frees the reply, after the callback returns. */
+static void reply_convert(const redisReply *in, struct redis_reply *out)
+{
+    memset(out, 0, sizeof *out);
+    switch (in->type) {
+    case REDIS_REPLY_STRING:
+    case REDIS_REPLY_STATUS:
+    case REDIS_REPLY_ERROR:
+        out->type = in->type == REDIS_REPLY_STRING   ? REDIS_R_STRING
+                    : in->type == REDIS_REPLY_STATUS ? REDIS_R_STATUS
+                                                     : REDIS_R_ERROR;
+        out->str = in->str ? in->str : "";
+        out->len = in->str ? (size_t)in->len : 0;
+        break;
+    case REDIS_REPLY_INTEGER:
+        out->type = REDIS_R_INTEGER;
+        out->integer = in->integer;
+        break;
+    case REDIS_REPLY_NIL:
+        out->type = REDIS_R_NIL;
+        break;
+    case REDIS_REPLY_ARRAY:
+        out->type = REDIS_R_ARRAY;
+        out->n_elements = in->elements;
+        if (in->elements) {
+            out->elements = util_calloc(in->elements, sizeof *out->elements);
+            for (size_t i = 0; i < in->elements; i++)
+                reply_convert(in->element[i], &out->elements[i]);
+        }
+        break;
+    default:
+        out->type = REDIS_R_ERROR;
+        out->str = "unexpected reply type";
+        out->len = strlen(out->str);
+        break;
+    }
+}
+
+static void reply_release(struct redis_reply *rep)
+{
+    for (size_t i = 0; i < rep->n_elements; i++)
+        reply_release(&rep->elements[i]);
+    free(rep->elements);
+}
+
+static void conn_drop(struct redis *r);
+static void schedule_reconnect(struct redis *r, long delay_ms);
+static long next_backoff(struct redis *r);
+
+static void on_reply(redisAsyncContext *ac, void *reply, void *privdata)
+{
+    struct pending *p = privdata;
+    struct redis *r = p->r;
+    (void)ac;
+    p->in_hiredis = false;
+    if (p->timed_out) {
+        free(p);
+        return;
+    }
+    event_del(&p->timer);
+    pending_unlink(r, p);
+    r->depth++;
+    if (!reply) {
+        /* The context is being freed with this command in flight. */
+        report_error(r, false);
+        call_error(p->cb, p->arg, "connection lost");
+    } else {
+        if (p->gen == r->gen)
+            r->timeouts_in_row = 0;
+        struct redis_reply rep;
+        reply_convert(reply, &rep);
+        if (rep.type == REDIS_R_ERROR)
+            report_error(r, false);
+        p->cb(p->arg, &rep);
+        reply_release(&rep);
+    }
+    r->depth--;
+    free(p);
+}
+
+static void on_timer(evutil_socket_t fd, short what, void *arg)
+{
+    struct pending *p = arg;
+    struct redis *r = p->r;
+    (void)fd;
+    (void)what;
+    pending_unlink(r, p);
+    if (!p->in_hiredis) {
+        call_error(p->cb, p->arg, "redis not connected");
+        free(p);
+        return;
+    }
+    /* hiredis still holds p and will hand it back (with the late reply or a
+     * NULL on disconnect); from here on p must not be touched, since the
+     * caller's callback may tear the connection down and free it. */
+    p->timed_out = true;
+    bool current = p->gen == r->gen;
+    report_error(r, true);
+    call_error(p->cb, p->arg, "redis command timed out");
+    if (current && ++r->timeouts_in_row >= MAX_TIMEOUTS_IN_ROW && r->ac) {
+        fail_log(r, "commands keep timing out; reconnecting");
+        conn_drop(r);
+        schedule_reconnect(r, next_backoff(r));
+    }
+}
+
+/* ---- connection */
+
+static long next_backoff(struct redis *r)
+{
+    long b = r->backoff_ms;
+    r->backoff_ms = b * 2 > BACKOFF_MAX_MS ? BACKOFF_MAX_MS : b * 2;
+    /* ±25 % so workers (and instances) that lost Redis together do not
+     * come back in lock step. */
+    return b - b / 4 + (long)util_random_below((uint64_t)(b / 2) + 1);
+}
+
+static void schedule_reconnect(struct redis *r, long delay_ms)
+{
+    if (r->freeing)
+        return;
+    struct timeval tv = ms_tv(delay_ms);
+    evtimer_add(r->reconnect_timer, &tv);
+}
+
+/* Forget the current connection and free it, now or (inside a hiredis
+ * callback) on the next loop turn. Commands in flight get their ERROR from
+ * hiredis's NULL replies. The caller decides about reconnecting. */
+static void conn_drop(struct redis *r)
+{
+    redisAsyncContext *ac = r->ac;
+    if (!ac)
+        return;
+    r->ac = NULL;
+    event_del(r->connect_timer);
+    set_up(r, false);
+    /* At most one context is ever parked: a new one is only created by
+     * on_reconnect, which frees the parked one first. */
+    if (r->depth > 0 && !r->dying) {
+        r->dying = ac;
+        event_active(r->reap_ev, EV_TIMEOUT, 0);
+        return;
+    }
+    ac->data = NULL;
+    redisAsyncFree(ac);
+}
+
+static void on_reap(evutil_socket_t fd, short what, void *arg)
+{
+    struct redis *r = arg;
+    (void)fd;
+    (void)what;
+    redisAsyncContext *ac = r->dying;
+    if (!ac)
+        return;
+    r->dying = NULL;
+    ac->data = NULL;
+    redisAsyncFree(ac);
+}
+
+static void became_up(struct redis *r)
+{
+    event_del(r->connect_timer);
+    r->timeouts_in_row = 0;
+    r->backoff_ms = BACKOFF_MIN_MS;
+    r->quiet = false;
+    set_up(r, true);
+}
+
+/* Reply to the handshake command (AUTH, or PING without a password). A
+ * TCP connect alone proves little (a stopped server's kernel still accepts),
+ * so "up" waits for the server itself to answer. */
+static void on_hello(redisAsyncContext *ac, void *reply, void *privdata)
+{
+    struct redis *r = privdata;
+    redisReply *rep = reply;
+    /* NULL: the connection died; on_disconnect or our own teardown handles it. */
+    if (ac != r->ac || !rep)
+        return;
+    r->depth++;
+    if (rep->type == REDIS_REPLY_STATUS) {
+        became_up(r);
+    } else {
+        /* The server's message names no secret ("WRONGPASS invalid
+         * username-password pair"), so it can be logged. */
+        char why[160];
+        snprintf(why, sizeof why, "%s failed: %s", r->password ? "AUTH" : "PING",
+                 rep->type == REDIS_REPLY_ERROR && rep->str ? rep->str : "unexpected reply");
+        fail_log(r, why);
+        conn_drop(r);
+        schedule_reconnect(r, next_backoff(r));
+    }
+    r->depth--;
+}
+
+static void on_connect(const redisAsyncContext *cac, int status)
+{
+    struct redis *r = cac->data;
+    if (!r)
+        return;
+    if (cac == r->dying) {
+        if (status != REDIS_OK)
+            r->dying = NULL; /* hiredis frees it when we return */
+        return;
+    }
+    if (cac != r->ac)
+        return;
+    redisAsyncContext *ac = r->ac;
+    r->depth++;
+    if (status != REDIS_OK) {
+        /* hiredis frees the context once we return. */
+        fail_log(r, ac->c.errstr[0] ? ac->c.errstr : "connect failed");
+        r->ac = NULL;
+        event_del(r->connect_timer);
+        schedule_reconnect(r, next_backoff(r));
+    } else {
+        const char *argv[3] = {r->password ? "AUTH" : "PING"};
+        size_t lens[3] = {4};
+        int argc = 1;
+        if (r->password && r->username) {
+            argv[argc] = r->username;
+            lens[argc++] = strlen(r->username);
+        }
+        if (r->password) {
+            argv[argc] = r->password;
+            lens[argc++] = strlen(r->password);
+        }
+        if (redisAsyncCommandArgv(ac, on_hello, r, argc, argv, lens) != REDIS_OK) {
+            fail_log(r, "cannot send the handshake");
+            conn_drop(r);
+            schedule_reconnect(r, next_backoff(r));
+        }
+    }
+    r->depth--;
+}
+
+static void on_disconnect(const redisAsyncContext *cac, int status)
+{
+    struct redis *r = cac->data;
+    (void)status;
+    if (!r)
+        return;
+    if (cac == r->dying) {
+        r->dying = NULL; /* hiredis freed it before on_reap could */
+        return;
+    }
+    if (cac != r->ac)
+        return;
+    r->depth++;
+    r->ac = NULL;
+    event_del(r->connect_timer);
+    fail_log(r, cac->c.errstr[0] ? cac->c.errstr : "connection closed");
+    set_up(r, false);
+    schedule_reconnect(r, next_backoff(r));
+    r->depth--;
+}
+
+static void on_connect_timeout(evutil_socket_t fd, short what, void *arg)
+{
+    struct redis *r = arg;
+    (void)fd;
+    (void)what;
+    if (!r->ac || r->up)
+        return;
+    fail_log(r, "connect timed out");
+    conn_drop(r);
+    schedule_reconnect(r, next_backoff(r));
+}
+
+static void conn_start(struct redis *r)
+{
+    r->gen++;
+    r->timeouts_in_row = 0;
+    redisAsyncContext *ac =
+        r->is_unix ? redisAsyncConnectUnix(r->path) : redisAsyncConnect(r->host, r->port);
+    if (!ac || ac->err) {
+        fail_log(r, ac ? ac->errstr : "out of memory");
+        if (ac)
+            redisAsyncFree(ac);
+        schedule_reconnect(r, next_backoff(r));
+        return;
+    }
+    if (redisLibeventAttach(ac, r->base) != REDIS_OK) {
+        fail_log(r, "cannot attach to the event loop");
+        redisAsyncFree(ac);
+        schedule_reconnect(r, next_backoff(r));
+        return;
+    }
+    ac->data = r;
+    r->ac = ac;
+    redisAsyncSetConnectCallback(ac, on_connect);
+    redisAsyncSetDisconnectCallback(ac, on_disconnect);
+    long ms = r->timeout_ms * 4;
+    struct timeval tv = ms_tv(ms < CONNECT_TIMEOUT_MIN_MS ? CONNECT_TIMEOUT_MIN_MS : ms);
+    evtimer_add(r->connect_timer, &tv);
+}
+
+static void on_reconnect(evutil_socket_t fd, short what, void *arg)
+{
+    struct redis *r = arg;
+    (void)fd;
+    (void)what;
+    on_reap(-1, 0, r);
+    if (!r->ac)
+        conn_start(r);
+}
+
+/* ---- public */
+
+static void copy_target(struct redis *r, const struct config *cfg)
+{
+    const struct config_addr *a = &cfg->redis_address;
+    free(r->addr_text);
+    free(r->host);
+    free(r->path);
+    free(r->username);
+    free_secret(r->password);
+    r->addr_text = util_strdup(a->text ? a->text : "(none)");
+    r->is_unix = a->is_unix;
+    r->host = util_strdup(a->host);
+    r->port = a->port;
+    r->path = util_strdup(a->path);
+    r->username = dup_opt(cfg->redis_username);
+    r->password = dup_opt(cfg->redis_password);
+}
+
+struct redis *redis_new(struct event_base *base, const struct config *cfg)
+{
+    const struct config_addr *a = &cfg->redis_address;
+    if (a->is_unix ? !a->path : !a->host)
+        return NULL;
+    struct redis *r = util_calloc(1, sizeof *r);
+    r->base = base;
+    copy_target(r, cfg);
+    r->timeout_ms = cfg->redis_timeout_ms > 0 ? cfg->redis_timeout_ms : 1;
+    r->backoff_ms = BACKOFF_MIN_MS;
+    r->connect_timer = evtimer_new(base, on_connect_timeout, r);
+    r->reconnect_timer = evtimer_new(base, on_reconnect, r);
+    r->reap_ev = evtimer_new(base, on_reap, r);
+    if (!r->connect_timer || !r->reconnect_timer || !r->reap_ev) {
+        redis_free(r);
+        return NULL;
+    }
+    conn_start(r);
+    return r;
+}
+
+void redis_free(struct redis *r)
+{
+    if (!r)
+        return;
+    r->freeing = true;
+    redisAsyncContext *conns[2] = {r->ac, r->dying};
+    r->ac = r->dying = NULL;
+    for (size_t i = 0; i < 2; i++) {
+        if (conns[i]) {
+            conns[i]->data = NULL;
+            redisAsyncFree(conns[i]); /* in-flight callbacks get ERROR now */
+        }
+    }
+    while (r->pending) {
+        struct pending *p = r->pending;
+        pending_unlink(r, p);
+        event_del(&p->timer);
+        call_error(p->cb, p->arg, "redis client shutting down");
+        free(p);
+    }
+    if (r->connect_timer)
+        event_free(r->connect_timer);
+    if (r->reconnect_timer)
+        event_free(r->reconnect_timer);
+    if (r->reap_ev)
+        event_free(r->reap_ev);
+    free(r->addr_text);
+    free(r->host);
+    free(r->path);
+    free(r->username);
+    free_secret(r->password);
+    free(r);
+}
+
+void redis_reconfigure(struct redis *r, const struct config *cfg)
+{
+    const struct config_addr *a = &cfg->redis_address;
+    r->timeout_ms = cfg->redis_timeout_ms > 0 ? cfg->redis_timeout_ms : 1;
+    char *user = dup_opt(cfg->redis_username), *pass = dup_opt(cfg->redis_password);
+    bool changed = a->is_unix != r->is_unix || str_differs(a->host, r->host) ||
+                   a->port != r->port || str_differs(a->path, r->path) ||
+                   str_differs(user, r->username) || str_differs(pass, r->password);
+    free(user);
+    free_secret(pass);
+    if (!changed || (a->is_unix ? !a->path : !a->host))
+        return;
+    copy_target(r, cfg);
+    conn_drop(r);
+    r->backoff_ms = BACKOFF_MIN_MS;
+    r->quiet = false;
+    /* Through the timer even with no delay: a new context must never be
+     * created while a dropped one may still be parked in `dying`. */
+    schedule_reconnect(r, 0);
+}
+
+/* Queue cb for a reply. With argv NULL nothing is sent and cb gets ERROR on
+ * the next loop turn; so does a command refused because the connection is
+ * not up (or hiredis is tearing it down): never from inside the call. */
+static void submit(struct redis *r, redis_cb cb, void *arg, int argc, const char **argv,
+                   const size_t *argvlen)
+{
+    if (r->freeing) {
+        call_error(cb, arg, "redis client shutting down");
+        return;
+    }
+    struct pending *p = util_calloc(1, sizeof *p);
+    p->r = r;
+    p->cb = cb;
+    p->arg = arg;
+    p->gen = r->gen;
+    evtimer_assign(&p->timer, r->base, on_timer, p);
+    pending_link(r, p);
+    struct timeval tv = {0, 0};
+    if (argv && r->up && r->ac &&
+        redisAsyncCommandArgv(r->ac, on_reply, p, argc, argv, argvlen) == REDIS_OK) {
+        p->in_hiredis = true;
+        tv = ms_tv(r->timeout_ms);
+    }
+    evtimer_add(&p->timer, &tv);
+}
+
+void redis_command(struct redis *r, redis_cb cb, void *arg, int argc, const char **argv,
+                   const size_t *argvlen)
+{
+    submit(r, cb, arg, argc, argc > 0 ? argv : NULL, argvlen);
+}
+
+void redis_call_soon(struct redis *r, redis_cb cb, void *arg)
+{
+    submit(r, cb, arg, 0, NULL, NULL);
+}
+
+bool redis_is_up(const struct redis *r)
+{
+    return r->up;
+}
+
+void redis_set_state_cb(struct redis *r, void (*cb)(void *arg, bool up), void *arg)
+{
+    r->state_cb = cb;
+    r->state_arg = arg;
+}
+
+void redis_set_error_cb(struct redis *r, void (*cb)(void *arg, bool timeout), void *arg)
+{
+    r->error_cb = cb;
+    r->error_arg = arg;
+}
+
+#define REDIS_STR2(x) #x
+#define REDIS_STR(x) REDIS_STR2(x)
+const char *redis_version(void)
+{
+    return "hiredis " REDIS_STR(HIREDIS_MAJOR) "." REDIS_STR(HIREDIS_MINOR) "." REDIS_STR(
+        HIREDIS_PATCH);
+}
