@@ -66,6 +66,8 @@ void metrics_cache(struct metrics_shard *s, enum route_id r, enum metric_cache_r
 void metrics_upstream(struct metrics_shard *s, enum metric_api api, int code, int64_t duration_ms);
 void metrics_inc(struct metrics_shard *s, enum metric_counter c);
 void metrics_gauge_set(struct metrics_shard *s, enum metric_gauge g, int64_t v);
+/* A gauge across shards: the sum, or for MGAUGE_REDIS_UP the minimum (0 with no shards). */
+int64_t metrics_gauge_value(struct metrics_shard *const *shards, size_t n, enum metric_gauge g);
 
 /* Prometheus text format 0.0.4 of the sum of shards[0..n), including
  * usergate_build_info{version=...} 1 and usergate_cache_hit_ratio{route}

@@ -52,10 +52,14 @@ struct worker {
     struct listener *listener;       /* owned by listener.c */
     int *listen_fds;                 /* bound before the thread starts */
     size_t n_listen_fds;
+    int *unix_fds;                   /* worker 0: unix listeners shared with the others */
     struct event *notify_ev;         /* cross-thread wake-up (config swap, shutdown) */
     int pending_flags;               /* atomic: WORKER_F_* set by main, read by the worker */
     uint64_t next_request_id;
     bool draining;                   /* stop accepting; exit when no requests left */
+    bool started;                    /* thread running (main joins it) */
+    int exited;                      /* atomic: loop finished */
+    struct event *exit_ev;           /* main's event, activated when the loop finishes */
 };
 
 #define WORKER_F_RELOAD 1

@@ -1,0 +1,58 @@
+#!/bin/bash
+# Run every test: unit (cmocka) and integration (real usergate + real
+# redis-server + mock Twilio) in a -Werror build, again under ASan/UBSan, then
+# `make distcheck` and the formatting check. Prints one summary line:
+# "summary: N passed, M failed".
+set -uo pipefail
+top=$(cd "$(dirname "$0")/.." && pwd)
+cd "$top"
+"$top/scripts/install-deps.sh" || exit 1
+./autogen.sh >/dev/null 2>&1 || { echo "autogen failed"; ./autogen.sh; exit 1; }
+
+jobs=$(nproc)
+warn="-Wall -Wextra -Werror"
+failed=0
+logs=()
+
+run_build() { # name, CFLAGS, extra env...
+    local name=$1 cflags=$2
+    local dir="$top/build/$name"
+    rm -rf "$dir" && mkdir -p "$dir"
+    echo "== $name build"
+    (cd "$dir" && "$top/configure" -q --with-systemd CFLAGS="$cflags" >/dev/null &&
+        make -s -j"$jobs" >/dev/null) || { echo "$name: build failed"; failed=1; return; }
+    echo "== $name tests"
+    (cd "$dir" && make -s check -j1 "${@:3}") || failed=1
+    for f in "$dir"/tests/unit/*.log "$dir"/tests/integration/*.log; do
+        [ -f "$f" ] && logs+=("$f")
+    done
+}
+
+run_build plain "-O2 -g $warn"
+san="-O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=undefined $warn"
+ASAN_OPTIONS=detect_leaks=1:abort_on_error=0 UBSAN_OPTIONS=print_stacktrace=1 \
+    run_build sanitize "$san"
+
+echo "== distcheck"
+(cd "$top/build/plain" && make -s distcheck DISTCHECK_CONFIGURE_FLAGS=--with-systemd >/dev/null 2>&1) ||
+    { echo "distcheck: FAILED (run make distcheck in build/plain to see why)"; failed=1; }
+
+echo "== clang-format"
+bad=$(clang-format --dry-run -Werror src/*.c src/*.h tests/unit/*.c 2>&1 | grep -c 'error:' || true)
+if [ "$bad" != 0 ]; then echo "clang-format: $bad problems"; failed=1; fi
+
+# Per-case totals from cmocka and pytest logs.
+pass=0 fail=0
+for f in "${logs[@]}"; do
+    p=$(grep -hoE '\[  PASSED  \] [0-9]+' "$f" | awk '{s+=$NF} END {print s+0}')
+    q=$(grep -hoE '\[  FAILED  \] [0-9]+ test' "$f" | awk '{s+=$(NF-1)} END {print s+0}')
+    pp=$(grep -hoE '[0-9]+ passed' "$f" | tail -1 | awk '{print $1+0}')
+    pf=$(grep -hoE '[0-9]+ (failed|error)' "$f" | tail -1 | awk '{print $1+0}')
+    pass=$((pass + p + ${pp:-0})); fail=$((fail + q + ${pf:-0}))
+    if grep -qE '^(FAIL|ERROR):' "${f%.log}.trs" 2>/dev/null || grep -qE ':test-result: (FAIL|ERROR)' "${f%.log}.trs" 2>/dev/null; then
+        echo "---- ${f#$top/} ----"; tail -60 "$f"
+    fi
+done
+[ "$failed" = 0 ] || [ "$fail" != 0 ] || fail=1
+echo "summary: $pass passed, $fail failed"
+[ "$failed" = 0 ] && [ "$fail" = 0 ]

@@ -1,0 +1,313 @@
+/* main: command line, process set-up, signals as loop events, reload and
+ * shutdown. The main thread runs the control plane (signals, admin listener,
+ * systemd notifications); workers run the data plane on their own threads. */
+#include <errno.h>
+#include <event2/event.h>
+#include <event2/thread.h>
+#include <cjson/cJSON.h>
+#include <getopt.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "admin.h"
+#include "config.h"
+#include "log.h"
+#include "metrics.h"
+#include "notify.h"
+#include "redis.h"
+#include "upstream.h"
+#include "worker.h"
+
+#ifndef PACKAGE_VERSION
+#define PACKAGE_VERSION "dev"
+#endif
+#ifndef SYSCONFDIR
+#define SYSCONFDIR "/etc"
+#endif
+
+#define DEFAULT_CONFIG SYSCONFDIR "/usergate/usergate.conf"
+
+struct control {
+    struct server srv;
+    struct event_base *base;
+    struct admin *admin;
+    struct event *sig_hup, *sig_term, *sig_int;
+    struct event *worker_exit_ev; /* activated by workers as they finish */
+    struct event *shutdown_timer;
+    struct event *tick;           /* watchdog + STATUS */
+    size_t workers_running;
+    bool shutting_down;
+    struct metrics_summary last;  /* for the request rate in STATUS= */
+};
+
+static void usage(FILE *out)
+{
+    fprintf(out,
+            "usage: usergate [-c FILE] [-t] [-V] [-h]\n"
+            "  -c FILE  configuration file (default %s)\n"
+            "  -t       check the configuration, print every problem as FILE:LINE: message,\n"
+            "           exit 0 if it is valid, 1 if not\n"
+            "  -V       print the version and library versions\n"
+            "  -h       this help\n",
+            DEFAULT_CONFIG);
+}
+
+static void print_version(void)
+{
+    printf("usergate %s\n", PACKAGE_VERSION);
+    printf("libevent %s\n", event_get_version());
+    printf("%s\n", upstream_version());
+    printf("%s\n", redis_version());
+    printf("cJSON %s\n", cJSON_Version());
+}
+
+static void print_errors(const struct config_errors *errs)
+{
+    for (size_t i = 0; i < errs->n; i++)
+        fprintf(stderr, "%s\n", errs->msgs[i]);
+}
+
+static void reload(struct control *ctl)
+{
+    notify_reloading();
+    struct config *old = server_config(&ctl->srv);
+    struct config_errors errs = {0};
+    struct config *nc = config_load(old->path, &errs);
+    struct metrics_shard *m0 = ctl->srv.workers[0]->metrics;
+    if (!nc) {
+        for (size_t i = 0; i < errs.n; i++)
+            log_err("reload: %s", errs.msgs[i]);
+        log_err("reload failed: keeping the running configuration");
+        metrics_inc(m0, MCOUNT_CONFIG_RELOADS_FAILED);
+    } else {
+        struct config_errors restart = {0};
+        config_restart_needed(old, nc, &restart);
+        for (size_t i = 0; i < restart.n; i++)
+            log_warn("reload: %s", restart.msgs[i]);
+        config_errors_free(&restart);
+        pthread_mutex_lock(&ctl->srv.lock);
+        struct config *prev = ctl->srv.cfg;
+        ctl->srv.cfg = nc;
+        if (nc->default_service_sid)
+            snprintf(ctl->srv.default_service, sizeof ctl->srv.default_service, "%s",
+                     nc->default_service_sid);
+        pthread_mutex_unlock(&ctl->srv.lock);
+        config_unref(prev);
+        log_set_level(nc->log_level);
+        for (size_t i = 0; i < ctl->srv.n_workers; i++)
+            worker_notify(ctl->srv.workers[i], WORKER_F_RELOAD);
+        metrics_inc(m0, MCOUNT_CONFIG_RELOADS_OK);
+        log_notice("configuration reloaded from %s", nc->path);
+    }
+    config_errors_free(&errs);
+    config_unref(old);
+    notify_ready();
+}
+
+static void shutdown_timeout(evutil_socket_t fd, short what, void *arg)
+{
+    struct control *ctl = arg;
+    (void)fd;
+    (void)what;
+    log_warn("shutdown timeout: closing the remaining connections");
+    for (size_t i = 0; i < ctl->srv.n_workers; i++)
+        worker_notify(ctl->srv.workers[i], WORKER_F_ABORT);
+}
+
+static void begin_shutdown(struct control *ctl, const char *why)
+{
+    if (ctl->shutting_down) {
+        log_notice("%s again: exiting now", why);
+        for (size_t i = 0; i < ctl->srv.n_workers; i++)
+            worker_notify(ctl->srv.workers[i], WORKER_F_ABORT);
+        return;
+    }
+    ctl->shutting_down = true;
+    __atomic_store_n(&ctl->srv.stopping, 1, __ATOMIC_RELEASE);
+    notify_stopping();
+    struct config *c = server_config(&ctl->srv);
+    log_notice("%s: draining (up to %ld ms)", why, c->shutdown_timeout_ms);
+    struct timeval tv = {c->shutdown_timeout_ms / 1000, (c->shutdown_timeout_ms % 1000) * 1000};
+    config_unref(c);
+    ctl->shutdown_timer = evtimer_new(ctl->base, shutdown_timeout, ctl);
+    evtimer_add(ctl->shutdown_timer, &tv);
+    for (size_t i = 0; i < ctl->srv.n_workers; i++)
+        worker_notify(ctl->srv.workers[i], WORKER_F_SHUTDOWN);
+}
+
+static void on_signal(evutil_socket_t sig, short what, void *arg)
+{
+    struct control *ctl = arg;
+    (void)what;
+    if (sig == SIGHUP) {
+        if (!ctl->shutting_down)
+            reload(ctl);
+        return;
+    }
+    begin_shutdown(ctl, sig == SIGTERM ? "SIGTERM" : "SIGINT");
+}
+
+/* A worker thread finished its loop (activated from that thread). */
+static void on_worker_exit(evutil_socket_t fd, short what, void *arg)
+{
+    struct control *ctl = arg;
+    (void)fd;
+    (void)what;
+    size_t alive = 0;
+    for (size_t i = 0; i < ctl->srv.n_workers; i++)
+        if (!__atomic_load_n(&ctl->srv.workers[i]->exited, __ATOMIC_ACQUIRE))
+            alive++;
+    if (alive == 0)
+        event_base_loopexit(ctl->base, NULL);
+}
+
+static void on_tick(evutil_socket_t fd, short what, void *arg)
+{
+    struct control *ctl = arg;
+    (void)fd;
+    (void)what;
+    notify_watchdog();
+    struct metrics_shard *shards[64];
+    size_t n = ctl->srv.n_workers < 64 ? ctl->srv.n_workers : 64;
+    for (size_t i = 0; i < n; i++)
+        shards[i] = ctl->srv.workers[i]->metrics;
+    struct metrics_summary s;
+    metrics_summarize(shards, n, &s);
+    uint64_t lookups = s.hits + s.misses;
+    char status[160];
+    snprintf(status, sizeof status, "%.1f req/s, hit ratio %.1f%% (%llu requests)",
+             (double)(s.requests - ctl->last.requests) / 2.0,
+             lookups ? 100.0 * (double)s.hits / (double)lookups : 0.0,
+             (unsigned long long)s.requests);
+    ctl->last = s;
+    notify_status(status);
+}
+
+int main(int argc, char **argv)
+{
+    const char *path = DEFAULT_CONFIG;
+    bool check_only = false;
+    int opt;
+    while ((opt = getopt(argc, argv, "c:tVh")) != -1) {
+        switch (opt) {
+        case 'c':
+            path = optarg;
+            break;
+        case 't':
+            check_only = true;
+            break;
+        case 'V':
+            print_version();
+            return 0;
+        case 'h':
+            usage(stdout);
+            return 0;
+        default:
+            usage(stderr);
+            return 2;
+        }
+    }
+    if (optind != argc) {
+        usage(stderr);
+        return 2;
+    }
+
+    log_init();
+    struct config_errors errs = {0};
+    struct config *cfg = config_load(path, &errs);
+    if (!cfg) {
+        print_errors(&errs);
+        if (!check_only)
+            fprintf(stderr, "usergate: refusing to start with an invalid configuration\n");
+        config_errors_free(&errs);
+        return 1;
+    }
+    if (check_only) {
+        printf("%s: configuration OK\n", path);
+        config_unref(cfg);
+        return 0;
+    }
+    log_set_level(cfg->log_level);
+
+    signal(SIGPIPE, SIG_IGN);
+    if (evthread_use_pthreads() < 0 || upstream_global_init() < 0) {
+        log_err("cannot initialise libevent threads or libcurl");
+        return 1;
+    }
+
+    static struct control ctl;
+    pthread_mutex_init(&ctl.srv.lock, NULL);
+    ctl.srv.cfg = cfg;
+    if (cfg->default_service_sid)
+        snprintf(ctl.srv.default_service, sizeof ctl.srv.default_service, "%s",
+                 cfg->default_service_sid);
+    ctl.base = event_base_new();
+    ctl.srv.n_workers = (size_t)cfg->workers;
+    ctl.srv.workers = util_calloc(ctl.srv.n_workers, sizeof *ctl.srv.workers);
+    ctl.worker_exit_ev = event_new(ctl.base, -1, EV_PERSIST, on_worker_exit, &ctl);
+    int rc = 1;
+    for (size_t i = 0; i < ctl.srv.n_workers; i++) {
+        ctl.srv.workers[i] = worker_new(&ctl.srv, (int)i);
+        if (!ctl.srv.workers[i])
+            goto out;
+        ctl.srv.workers[i]->exit_ev = ctl.worker_exit_ev;
+    }
+    if (cfg->admin_listen.text) {
+        ctl.admin = admin_start(ctl.base, &ctl.srv);
+        if (!ctl.admin)
+            goto out;
+    }
+    ctl.sig_hup = evsignal_new(ctl.base, SIGHUP, on_signal, &ctl);
+    ctl.sig_term = evsignal_new(ctl.base, SIGTERM, on_signal, &ctl);
+    ctl.sig_int = evsignal_new(ctl.base, SIGINT, on_signal, &ctl);
+    evsignal_add(ctl.sig_hup, NULL);
+    evsignal_add(ctl.sig_term, NULL);
+    evsignal_add(ctl.sig_int, NULL);
+    for (size_t i = 0; i < ctl.srv.n_workers; i++)
+        if (worker_start(ctl.srv.workers[i]) < 0)
+            goto out; /* threads already started are aborted below */
+
+    uint64_t wd = notify_watchdog_usec();
+    struct timeval tick = {2, 0};
+    if (wd && wd / 2 < 2000000) {
+        tick.tv_sec = (time_t)(wd / 2 / 1000000);
+        tick.tv_usec = (suseconds_t)(wd / 2 % 1000000);
+    }
+    ctl.tick = event_new(ctl.base, -1, EV_PERSIST, on_tick, &ctl);
+    event_add(ctl.tick, &tick);
+
+    for (size_t i = 0; i < cfg->n_listen; i++)
+        log_notice("usergate %s listening on %s", PACKAGE_VERSION, cfg->listen[i].text);
+    notify_ready();
+    event_base_dispatch(ctl.base);
+    rc = 0;
+
+out:
+    for (size_t i = 0; i < ctl.srv.n_workers; i++) {
+        struct worker *w = ctl.srv.workers[i];
+        if (w && w->started) {
+            worker_notify(w, WORKER_F_ABORT);
+            worker_join(w);
+        }
+    }
+    if (ctl.admin)
+        admin_stop(ctl.admin);
+    for (size_t i = 0; i < ctl.srv.n_workers; i++)
+        worker_free(ctl.srv.workers[i]);
+    free(ctl.srv.workers);
+    struct event *evs[] = {ctl.sig_hup, ctl.sig_term, ctl.sig_int, ctl.worker_exit_ev,
+                           ctl.shutdown_timer, ctl.tick};
+    for (size_t i = 0; i < UG_ARRAY_LEN(evs); i++)
+        if (evs[i])
+            event_free(evs[i]);
+    event_base_free(ctl.base);
+    config_unref(ctl.srv.cfg);
+    upstream_global_cleanup();
+    libevent_global_shutdown();
+    if (rc == 0)
+        log_notice("stopped");
+    return rc;
+}

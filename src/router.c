@@ -1,0 +1,842 @@
+/* router: the request state machine. For each request: authenticate, match the
+ * route, authorize, validate, then either answer from the cache or go
+ * upstream, keeping the cache coherent on writes. Per-worker state: the
+ * single-flight table (one upstream fetch per user key at a time, shared by
+ * every request waiting for it) and the default-service learner. */
+#include "router.h"
+
+#include <event2/event.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "cache.h"
+#include "config.h"
+#include "entry.h"
+#include "log.h"
+#include "metrics.h"
+#include "request.h"
+#include "response.h"
+#include "upstream.h"
+#include "worker.h"
+
+#define FLIGHT_BUCKETS 1024
+
+struct rstate;
+
+/* One upstream fetch of one user, shared by every request that missed on it. */
+struct flight {
+    struct flight *next; /* bucket chain */
+    struct router *r;
+    struct buf key;      /* family tag, service, user: the coalescing identity */
+    struct rstate *waiters;
+    struct upstream_call *call;
+    struct config *cfg;  /* snapshot used for the fetch and the store */
+    struct cache_user cu;
+    char service[TWILIO_SID_LEN + 1];
+    char *user;
+    enum route_id route;
+    bool store;
+};
+
+struct router {
+    struct worker *w;
+    struct flight *buckets[FLIGHT_BUCKETS];
+    struct event *learn_timer;
+    long learn_backoff_ms;
+    bool learning;
+};
+
+/* Per-request state; freed by finish(). */
+struct rstate {
+    struct request *req;
+    struct router *r;
+    char service[TWILIO_SID_LEN + 1]; /* resolved service ("" = unknown) */
+    struct cache_user cu;
+    struct flight *flight;
+    struct rstate *flight_next;
+    /* A stale entry kept to answer with if upstream fails (stale_if_error). */
+    struct buf stale_body;
+    int stale_status;
+    long stale_age;
+    bool has_stale;
+    bool no_store; /* Cache-Control: no-store */
+    /* Writes: the upstream answer, held while the cache is invalidated. */
+    struct buf body;      /* form re-encoded for upstream */
+    struct buf resp_body;
+    int resp_status;
+    char content_type[128];
+    char request_id[64];
+    enum upstream_outcome outcome;
+    char identity[TWILIO_IDENTITY_MAX + 1]; /* from the create form */
+};
+
+static enum metric_api family_api(enum api_family f)
+{
+    return f == FAMILY_V2 ? API_CHAT : API_CONVERSATIONS;
+}
+
+static const char *family_base(const struct config *cfg, enum api_family f)
+{
+    return f == FAMILY_V2 ? cfg->chat_url : cfg->conversations_url;
+}
+
+static const char *api_label(enum api_family f)
+{
+    return f == FAMILY_V2 ? "chat" : "conversations";
+}
+
+static struct rstate *rstate_new(struct request *req, struct router *r)
+{
+    struct rstate *rs = util_calloc(1, sizeof *rs);
+    rs->req = req;
+    rs->r = r;
+    req->rstate = rs;
+    return rs;
+}
+
+static void rstate_free(struct rstate *rs)
+{
+    if (!rs)
+        return;
+    buf_free(&rs->stale_body);
+    buf_free(&rs->body);
+    buf_free(&rs->resp_body);
+    rs->req->rstate = NULL;
+    free(rs);
+}
+
+/* Every request ends in one of these two. */
+static void finish_error(struct request *req, int status, int code, const char *msg)
+{
+    rstate_free(req->rstate);
+    req->on_abort = NULL;
+    response_error(req, status, code, msg);
+}
+
+static void finish(struct request *req, int status, const struct response_meta *meta,
+                   const char *body, size_t len)
+{
+    rstate_free(req->rstate);
+    req->on_abort = NULL;
+    response_send(req, status, meta, body, len);
+}
+
+/* ---- upstream outcome -> client answer ---- */
+
+static void finish_transport_error(struct request *req, const struct upstream_response *resp)
+{
+    if (resp->outcome == UPSTREAM_TIMEOUT)
+        finish_error(req, 504, TWILIO_E_TIMEOUT, "Upstream Twilio API timed out");
+    else
+        finish_error(req, 502, TWILIO_E_UNAVAILABLE, "Upstream Twilio API unreachable");
+}
+
+static void finish_passthrough(struct request *req, int status, const char *content_type,
+                               const char *request_id, const char *body, size_t len)
+{
+    struct response_meta meta = RESPONSE_META_INIT;
+    meta.content_type = content_type && content_type[0] ? content_type : NULL;
+    meta.request_id = request_id && request_id[0] ? request_id : NULL;
+    finish(req, status, &meta, body, len);
+}
+
+static void record_upstream(struct router *r, enum api_family f,
+                            const struct upstream_response *resp)
+{
+    if (resp->outcome == UPSTREAM_CANCELLED)
+        return;
+    metrics_upstream(r->w->metrics, family_api(f),
+                     resp->outcome == UPSTREAM_OK ? resp->status : 0, resp->duration_ms);
+    if (resp->outcome == UPSTREAM_OK && resp->status == 429)
+        metrics_inc(r->w->metrics, MCOUNT_UPSTREAM_THROTTLED);
+    metrics_gauge_set(r->w->metrics, MGAUGE_UPSTREAM_INFLIGHT,
+                      (int64_t)upstream_inflight(r->w->upstream));
+}
+
+static struct upstream_call *start_upstream(struct router *r, const struct config *cfg,
+                                            enum api_family f, const char *method,
+                                            const char *url, const struct buf *body,
+                                            const char *webhook, upstream_cb cb, void *arg)
+{
+    struct upstream_request ureq = {
+        .method = method,
+        .url = url,
+        .body = body ? body->data : NULL,
+        .body_len = body ? body->len : 0,
+        .webhook_enabled = webhook,
+        .api = api_label(f),
+    };
+    struct upstream_call *c = upstream_start(r->w->upstream, cfg, &ureq, cb, arg);
+    metrics_gauge_set(r->w->metrics, MGAUGE_UPSTREAM_INFLIGHT,
+                      (int64_t)upstream_inflight(r->w->upstream));
+    return c;
+}
+
+/* ---- single-flight fetches ---- */
+
+static uint64_t hash_bytes(const char *p, size_t n)
+{
+    uint64_t h = 1469598103934665603ULL; /* FNV-1a */
+    for (size_t i = 0; i < n; i++) {
+        h ^= (unsigned char)p[i];
+        h *= 1099511628211ULL;
+    }
+    return h;
+}
+
+static struct flight **flight_slot(struct router *r, const struct buf *key)
+{
+    struct flight **pp = &r->buckets[hash_bytes(key->data, key->len) % FLIGHT_BUCKETS];
+    while (*pp && !((*pp)->key.len == key->len && memcmp((*pp)->key.data, key->data, key->len) == 0))
+        pp = &(*pp)->next;
+    return pp;
+}
+
+static void flight_unlink(struct flight *fl)
+{
+    struct flight **pp = flight_slot(fl->r, &fl->key);
+    if (*pp == fl)
+        *pp = fl->next;
+}
+
+static void flight_free(struct flight *fl)
+{
+    buf_free(&fl->key);
+    free(fl->user);
+    config_unref(fl->cfg);
+    free(fl);
+}
+
+/* Answer one waiting request from the flight's upstream response. */
+static void answer_waiter(struct rstate *rs, const struct upstream_response *resp)
+{
+    struct request *req = rs->req;
+    bool failed = resp->outcome != UPSTREAM_OK || resp->status >= 500 || resp->status == 429;
+    if (failed && rs->has_stale) {
+        /* stale_if_error: a recent-enough copy beats an error. */
+        struct response_meta meta = RESPONSE_META_INIT;
+        meta.age = rs->stale_age;
+        req->cache = XCACHE_STALE;
+        metrics_cache(rs->r->w->metrics, req->route.id, MC_STALE);
+        struct buf body = rs->stale_body;
+        rs->stale_body = (struct buf){0};
+        finish(req, rs->stale_status, &meta, body.data, body.len);
+        buf_free(&body);
+        return;
+    }
+    if (resp->outcome != UPSTREAM_OK) {
+        finish_transport_error(req, resp);
+        return;
+    }
+    req->upstream_status = resp->status;
+    req->upstream_ms = resp->duration_ms;
+    finish_passthrough(req, resp->status, resp->content_type, resp->request_id, resp->body.data,
+                       resp->body.len);
+}
+
+static void flight_done(void *arg, const struct upstream_response *resp)
+{
+    struct flight *fl = arg;
+    struct router *r = fl->r;
+    fl->call = NULL;
+    flight_unlink(fl);
+    record_upstream(r, fl->cu.family, resp);
+    if (resp->outcome == UPSTREAM_OK && fl->store &&
+        (resp->status == 200 || resp->status == 404)) {
+        long ttl = resp->status == 200 ? fl->cfg->ttl : fl->cfg->negative_ttl;
+        cache_store(r->w->cache, fl->cfg, &fl->cu, resp->status, resp->body.data, resp->body.len,
+                    ttl, NULL, NULL);
+        metrics_inc(r->w->metrics, MCOUNT_CACHE_STORES);
+    }
+    struct rstate *rs = fl->waiters;
+    fl->waiters = NULL;
+    while (rs) {
+        struct rstate *next = rs->flight_next;
+        rs->flight = NULL;
+        answer_waiter(rs, resp);
+        rs = next;
+    }
+    flight_free(fl);
+}
+
+/* The client went away while waiting on a flight: stop waiting, and cancel the
+ * fetch if nobody else waits for it. Answered from the loop, not from inside
+ * the listener's teardown. */
+static void abort_deferred(evutil_socket_t fd, short what, void *arg)
+{
+    struct request *req = arg;
+    (void)fd;
+    (void)what;
+    finish_error(req, 499, TWILIO_E_BAD_REQUEST, "Client closed the request");
+}
+
+static void fetch_abort(struct request *req)
+{
+    struct rstate *rs = req->rstate;
+    struct flight *fl = rs ? rs->flight : NULL;
+    if (!fl)
+        return; /* not waiting on upstream: the request finishes on its own */
+    struct rstate **pp = &fl->waiters;
+    while (*pp && *pp != rs)
+        pp = &(*pp)->flight_next;
+    if (*pp)
+        *pp = rs->flight_next;
+    rs->flight = NULL;
+    if (!fl->waiters && fl->call)
+        upstream_cancel(fl->call); /* flight_done runs later with CANCELLED */
+    event_base_once(req->w->base, -1, EV_TIMEOUT, abort_deferred, req, NULL);
+}
+
+static void flight_key(struct buf *key, enum api_family f, const char *service, const char *user,
+                       size_t user_len)
+{
+    buf_reset(key);
+    buf_puts(key, route_family_tag(f));
+    buf_append(key, "\0", 1);
+    buf_puts(key, service);
+    buf_append(key, "\0", 1);
+    buf_append(key, user, user_len);
+}
+
+/* Join (or start) the flight for rs's user. rs == NULL starts a background
+ * refresh nobody waits for. Returns false if upstream could not be started. */
+static bool flight_join(struct router *r, struct rstate *rs, const struct cache_user *cu,
+                        struct config *cfg, const struct route_match *m, bool store)
+{
+    struct buf key = {0};
+    flight_key(&key, cu->family, cu->service, cu->user, cu->user_len);
+    struct flight **slot = flight_slot(r, &key);
+    struct flight *fl = *slot;
+    if (fl) {
+        buf_free(&key);
+        if (!rs)
+            return true; /* a refresh is already under way */
+        metrics_cache(r->w->metrics, m->id, MC_COALESCED);
+    } else {
+        fl = util_calloc(1, sizeof *fl);
+        fl->r = r;
+        fl->key = key;
+        fl->cfg = config_ref(cfg);
+        fl->route = m->id;
+        fl->store = store;
+        snprintf(fl->service, sizeof fl->service, "%s", cu->service);
+        fl->user = util_strndup(cu->user, cu->user_len);
+        fl->cu = *cu;
+        fl->cu.service = fl->service;
+        fl->cu.user = fl->user;
+        fl->cu.account = fl->cfg->account_sid;
+        struct buf url = {0};
+        buf_puts(&url, family_base(cfg, m->family));
+        route_upstream_path(m, &url);
+        fl->call = start_upstream(r, cfg, m->family, "GET", url.data, NULL, NULL, flight_done, fl);
+        buf_free(&url);
+        if (!fl->call) {
+            flight_free(fl);
+            return false;
+        }
+        fl->next = *slot;
+        *slot = fl;
+    }
+    if (rs) {
+        rs->flight = fl;
+        rs->flight_next = fl->waiters;
+        fl->waiters = rs;
+        rs->req->on_abort = fetch_abort;
+    }
+    return true;
+}
+
+static void fetch_upstream(struct rstate *rs, bool store)
+{
+    struct request *req = rs->req;
+    if (!flight_join(rs->r, rs, &rs->cu, req->cfg, &req->route, store))
+        finish_error(req, 502, TWILIO_E_UNAVAILABLE, "Cannot start upstream request");
+}
+
+/* ---- fetch ---- */
+
+static void on_lookup(void *arg, enum cache_result result, const struct entry *e)
+{
+    struct rstate *rs = arg;
+    struct request *req = rs->req;
+    struct metrics_shard *m = rs->r->w->metrics;
+    const struct config *cfg = req->cfg;
+    if (result == CACHE_ERROR) {
+        metrics_cache(m, req->route.id, MC_ERROR);
+        req->cache = XCACHE_MISS;
+        fetch_upstream(rs, true);
+        return;
+    }
+    if (result == CACHE_FOUND) {
+        int64_t now = util_wall_ms();
+        long age = now > e->stored_ms ? (long)((now - e->stored_ms) / 1000) : 0;
+        if (now < e->fresh_until_ms) {
+            struct response_meta meta = RESPONSE_META_INIT;
+            meta.age = age;
+            req->cache = XCACHE_HIT;
+            metrics_cache(m, req->route.id, e->status == 200 ? MC_HIT : MC_NEGATIVE_HIT);
+            finish(req, e->status, &meta, e->body, e->body_len);
+            return;
+        }
+        int64_t past = now - e->fresh_until_ms;
+        if (past < cfg->stale_while_revalidate * 1000) {
+            /* Serve at once; one background refresh brings the entry back. */
+            struct response_meta meta = RESPONSE_META_INIT;
+            meta.age = age;
+            req->cache = XCACHE_STALE;
+            metrics_cache(m, req->route.id, MC_STALE);
+            flight_join(rs->r, NULL, &rs->cu, req->cfg, &req->route, true);
+            finish(req, e->status, &meta, e->body, e->body_len);
+            return;
+        }
+        if (past < cfg->stale_if_error * 1000) {
+            buf_append(&rs->stale_body, e->body, e->body_len);
+            rs->stale_status = e->status;
+            rs->stale_age = age;
+            rs->has_stale = true;
+        }
+    }
+    metrics_cache(m, req->route.id, MC_MISS);
+    req->cache = XCACHE_MISS;
+    fetch_upstream(rs, true);
+}
+
+/* Cache-Control request directives the cache honours. */
+static void cache_control(const struct request *req, bool *no_cache, bool *no_store)
+{
+    *no_cache = *no_store = false;
+    const char *cc = http1_msg_header(&req->msg, "Cache-Control");
+    const char *pragma = http1_msg_header(&req->msg, "Pragma");
+    if (cc) {
+        *no_store = strcasestr(cc, "no-store") != NULL;
+        *no_cache = strcasestr(cc, "no-cache") != NULL || strcasestr(cc, "max-age=0") != NULL;
+    } else if (pragma && strcasestr(pragma, "no-cache")) {
+        *no_cache = true;
+    }
+}
+
+static void forward(struct rstate *rs, const char *method, const struct buf *body);
+
+static void handle_fetch(struct rstate *rs)
+{
+    struct request *req = rs->req;
+    struct metrics_shard *m = rs->r->w->metrics;
+    bool no_cache, no_store;
+    cache_control(req, &no_cache, &no_store);
+    if (!rs->service[0] || no_store) {
+        /* Default service not learned yet, or the client forbids storing:
+         * straight through, cache untouched. */
+        metrics_cache(m, req->route.id, MC_BYPASS);
+        req->cache = XCACHE_BYPASS;
+        forward(rs, "GET", NULL);
+        return;
+    }
+    rs->cu = (struct cache_user){
+        .account = req->cfg->account_sid,
+        .family = req->route.family,
+        .service = rs->service,
+        .user = req->route.user,
+        .user_len = req->route.user_len,
+        .user_is_sid = req->route.user_is_sid,
+    };
+    if (no_cache) {
+        metrics_cache(m, req->route.id, MC_BYPASS);
+        req->cache = XCACHE_BYPASS;
+        fetch_upstream(rs, true);
+        return;
+    }
+    cache_lookup(rs->r->w->cache, req->cfg, &rs->cu, on_lookup, rs);
+}
+
+/* ---- writes and plain forwarding ---- */
+
+static void finish_held(struct rstate *rs)
+{
+    struct request *req = rs->req;
+    if (rs->outcome != UPSTREAM_OK) {
+        struct upstream_response fake = {.outcome = rs->outcome};
+        finish_transport_error(req, &fake);
+        return;
+    }
+    struct buf body = rs->resp_body;
+    char ct[sizeof rs->content_type], rid[sizeof rs->request_id];
+    memcpy(ct, rs->content_type, sizeof ct);
+    memcpy(rid, rs->request_id, sizeof rid);
+    int status = rs->resp_status;
+    rs->resp_body = (struct buf){0};
+    finish_passthrough(req, status, ct, rid, body.data, body.len);
+    buf_free(&body);
+}
+
+static void on_invalidated(void *arg, bool ok)
+{
+    struct rstate *rs = arg;
+    if (!ok)
+        log_warn("request %llu: cache invalidation failed (redis); entries expire by TTL",
+                 (unsigned long long)rs->req->id);
+    else
+        metrics_inc(rs->r->w->metrics, MCOUNT_INVALIDATIONS);
+    finish_held(rs);
+}
+
+/* After a write: drop every cached copy of the user, then answer. */
+static void invalidate_then_finish(struct rstate *rs, const char *service, const char *identity,
+                                   size_t identity_len, const char *sid)
+{
+    struct request *req = rs->req;
+    if (!service || !service[0] || (!identity && !sid)) {
+        finish_held(rs);
+        return;
+    }
+    cache_invalidate_user(rs->r->w->cache, req->cfg, req->cfg->account_sid, service, identity,
+                          identity_len, sid, on_invalidated, rs);
+}
+
+static void on_write_done(void *arg, const struct upstream_response *resp)
+{
+    struct rstate *rs = arg;
+    struct request *req = rs->req;
+    const struct route_match *m = &req->route;
+    record_upstream(rs->r, m->family, resp);
+    rs->outcome = resp->outcome;
+    rs->resp_status = resp->status;
+    req->upstream_status = resp->status;
+    req->upstream_ms = resp->duration_ms;
+    if (resp->outcome == UPSTREAM_OK) {
+        buf_append(&rs->resp_body, resp->body.data, resp->body.len);
+        snprintf(rs->content_type, sizeof rs->content_type, "%s", resp->content_type);
+        snprintf(rs->request_id, sizeof rs->request_id, "%s", resp->request_id);
+    }
+    /* Never reached Twilio: nothing changed, nothing to invalidate. */
+    if (resp->outcome == UPSTREAM_CONNECT_FAIL || resp->outcome == UPSTREAM_CANCELLED) {
+        finish_held(rs);
+        return;
+    }
+    bool ok2xx = resp->outcome == UPSTREAM_OK && resp->status >= 200 && resp->status < 300;
+    bool unknown = resp->outcome != UPSTREAM_OK;
+    if (m->action == ACTION_LIST || m->action == ACTION_SUB || m->action == ACTION_FETCH) {
+        finish_held(rs);
+        return;
+    }
+    /* The body of a create/update names the user and its service. */
+    char sid[TWILIO_SID_LEN + 1] = "", ident[TWILIO_IDENTITY_MAX + 1] = "";
+    char service[TWILIO_SID_LEN + 1];
+    snprintf(service, sizeof service, "%s", rs->service);
+    if (ok2xx && resp->body.len &&
+        entry_user_fields(resp->body.data, resp->body.len, sid, sizeof sid, ident, sizeof ident) ==
+            0) {
+        char body_service[TWILIO_SID_LEN + 1];
+        if (entry_user_service(resp->body.data, resp->body.len, body_service,
+                               sizeof body_service) == 0)
+            snprintf(service, sizeof service, "%s", body_service);
+        invalidate_then_finish(rs, service, ident, strlen(ident), sid);
+        return;
+    }
+    if (m->action == ACTION_CREATE) {
+        /* Failed creates change nothing; unknown outcomes may have created the
+         * user, so its cached 404s go. */
+        if (unknown)
+            invalidate_then_finish(rs, service, rs->identity, strlen(rs->identity), NULL);
+        else
+            finish_held(rs);
+        return;
+    }
+    /* Update/delete: a 2xx without a user body (delete's 204), a 404 (the user
+     * is gone: a cached copy would be wrong), or an unknown outcome. */
+    if (ok2xx || unknown || resp->status == 404) {
+        if (m->user_is_sid)
+            invalidate_then_finish(rs, service, NULL, 0, m->user);
+        else
+            invalidate_then_finish(rs, service, m->user, m->user_len, NULL);
+        return;
+    }
+    finish_held(rs);
+}
+
+static void forward(struct rstate *rs, const char *method, const struct buf *body)
+{
+    struct request *req = rs->req;
+    const struct route_match *m = &req->route;
+    struct buf url = {0};
+    buf_puts(&url, family_base(req->cfg, m->family));
+    route_upstream_path(m, &url);
+    const char *webhook = http1_msg_header(&req->msg, "X-Twilio-Webhook-Enabled");
+    struct upstream_call *c =
+        start_upstream(rs->r, req->cfg, m->family, method, url.data, body, webhook, on_write_done, rs);
+    buf_free(&url);
+    if (!c)
+        finish_error(req, 502, TWILIO_E_UNAVAILABLE, "Cannot start upstream request");
+    /* Writes run to completion even if the client leaves, so the cache stays
+     * coherent: no on_abort. */
+}
+
+static bool is_form(const struct request *req)
+{
+    const char *ct = http1_msg_header(&req->msg, "Content-Type");
+    if (!ct)
+        return req->msg.body.len == 0;
+    return strncasecmp(ct, "application/x-www-form-urlencoded", 33) == 0 &&
+           (ct[33] == 0 || ct[33] == ';' || ct[33] == ' ');
+}
+
+/* Parse and validate a write's form; re-encode it for upstream. */
+static bool prepare_form(struct rstate *rs, bool user_form, enum twilio_user_op op)
+{
+    struct request *req = rs->req;
+    char err[256];
+    int code = TWILIO_E_BAD_REQUEST;
+    if (!is_form(req)) {
+        finish_error(req, 400, TWILIO_E_BAD_REQUEST,
+                     "Content-Type must be application/x-www-form-urlencoded");
+        return false;
+    }
+    struct form f = {0};
+    if (form_parse(req->msg.body.data ? req->msg.body.data : "", req->msg.body.len, &f, err,
+                   sizeof err) < 0 ||
+        (user_form && twilio_validate_user_form(&f, op, &code, err, sizeof err) < 0)) {
+        form_free(&f);
+        finish_error(req, 400, code, err);
+        return false;
+    }
+    const struct form_field *id = form_get(&f, "Identity");
+    if (id)
+        snprintf(rs->identity, sizeof rs->identity, "%s", id->value);
+    form_encode(&f, &rs->body);
+    form_free(&f);
+    return true;
+}
+
+static void handle_write(struct rstate *rs)
+{
+    struct request *req = rs->req;
+    const struct route_match *m = &req->route;
+    switch (m->action) {
+    case ACTION_CREATE:
+        if (prepare_form(rs, true, TWILIO_USER_CREATE))
+            forward(rs, "POST", &rs->body);
+        return;
+    case ACTION_UPDATE:
+        if (prepare_form(rs, true, TWILIO_USER_UPDATE))
+            forward(rs, "POST", &rs->body);
+        return;
+    case ACTION_DELETE:
+        forward(rs, "DELETE", NULL);
+        return;
+    case ACTION_SUB:
+        if (strcmp(req->msg.method, "GET") == 0 && !strchr(m->sub + 1, '/')) {
+            /* A sub-resource list: same paging rules as user lists. */
+            char err[256];
+            bool bindings = strncmp(m->sub, "/Bindings", 9) == 0;
+            if (twilio_validate_list_query(m->query, m->query_len, 50, bindings, err,
+                                           sizeof err) < 0) {
+                finish_error(req, 400, TWILIO_E_BAD_REQUEST, err);
+                return;
+            }
+        }
+        if (strcmp(req->msg.method, "POST") == 0) {
+            if (prepare_form(rs, false, TWILIO_USER_UPDATE))
+                forward(rs, "POST", &rs->body);
+        } else {
+            forward(rs, req->msg.method, NULL);
+        }
+        return;
+    case ACTION_LIST: {
+        char err[256];
+        long max = m->family == FAMILY_V2 ? 100 : 50;
+        if (twilio_validate_list_query(m->query, m->query_len, max, false, err, sizeof err) < 0) {
+            finish_error(req, 400, TWILIO_E_BAD_REQUEST, err);
+            return;
+        }
+        forward(rs, "GET", NULL);
+        return;
+    }
+    default:
+        finish_error(req, 500, TWILIO_E_INTERNAL, "Unhandled route");
+    }
+}
+
+/* ---- authentication and authorization ---- */
+
+static const struct config_client *authenticate(const struct request *req)
+{
+    const char *h = http1_msg_header(&req->msg, "Authorization");
+    if (!h || strncasecmp(h, "Basic ", 6) != 0)
+        return NULL;
+    const char *b64 = h + 6;
+    while (*b64 == ' ')
+        b64++;
+    size_t n = strlen(b64);
+    if (n > 1024)
+        return NULL;
+    char dec[1024];
+    long len = util_base64_decode(b64, n, dec);
+    if (len <= 0)
+        return NULL;
+    const char *colon = memchr(dec, ':', (size_t)len);
+    if (!colon)
+        return NULL;
+    size_t klen = (size_t)(colon - dec);
+    const struct config_client *cl = config_find_client(req->cfg, dec, klen);
+    const char *secret = colon + 1;
+    size_t slen = (size_t)len - klen - 1;
+    if (!cl) {
+        /* Spend the same work as a real comparison. */
+        util_ct_equal(secret, slen, secret, slen);
+        return NULL;
+    }
+    return util_ct_equal(secret, slen, cl->secret, cl->secret_len) ? cl : NULL;
+}
+
+void router_handle(struct request *req)
+{
+    struct router *r = req->w->router;
+    char err[256] = "";
+    int code = TWILIO_E_BAD_REQUEST;
+    enum route_result rr =
+        route_match(req->msg.method, req->msg.target, req->msg.target_len, &req->route, &code,
+                    err, sizeof err);
+
+    req->client = authenticate(req);
+    if (!req->client) {
+        metrics_inc(r->w->metrics, MCOUNT_AUTH_FAILURES);
+        response_error(req, 401, TWILIO_E_AUTH, "Authenticate");
+        return;
+    }
+    switch (rr) {
+    case ROUTE_OK:
+        break;
+    case ROUTE_NOT_FOUND:
+        response_error(req, 404, TWILIO_E_NOT_FOUND,
+                       "The requested resource was not found");
+        return;
+    case ROUTE_BAD_METHOD:
+        response_error(req, 405, TWILIO_E_METHOD, "Method not allowed on this resource");
+        return;
+    case ROUTE_BAD_REQUEST:
+        response_error(req, 400, code, err);
+        return;
+    }
+    const struct route_match *m = &req->route;
+    if (m->query && m->action != ACTION_LIST && m->action != ACTION_SUB) {
+        /* The cache key ignores queries, so a fetch must not carry one. */
+        response_error(req, 400, TWILIO_E_BAD_REQUEST,
+                       "Query parameters are not accepted on this resource");
+        return;
+    }
+    if (!(req->client->allow & ROUTE_ACTION_BIT(m->action))) {
+        snprintf(err, sizeof err, "Client '%s' is not allowed to %s users",
+                 req->client->name, route_action_name(m->action));
+        response_error(req, 403, TWILIO_E_FORBIDDEN, err);
+        return;
+    }
+    struct rstate *rs = rstate_new(req, r);
+    if (m->family == FAMILY_V1_DEFAULT)
+        server_default_service(r->w->srv, rs->service);
+    else
+        memcpy(rs->service, m->service, sizeof rs->service);
+    if (!req->client->all_services) {
+        if (!rs->service[0]) {
+            finish_error(req, 503, TWILIO_E_UNAVAILABLE,
+                         "Default Conversation Service not known yet; retry shortly");
+            return;
+        }
+        if (!config_client_allows_service(req->client, rs->service)) {
+            snprintf(err, sizeof err, "Client '%s' may not access service %s", req->client->name,
+                     rs->service);
+            finish_error(req, 403, TWILIO_E_FORBIDDEN, err);
+            return;
+        }
+    }
+    /* Without the default service an update or delete through /v1/Users could
+     * not invalidate that user's other cache keys: refuse rather than risk
+     * serving a changed user. */
+    if (!rs->service[0] && (m->action == ACTION_UPDATE || m->action == ACTION_DELETE)) {
+        finish_error(req, 503, TWILIO_E_UNAVAILABLE,
+                     "Default Conversation Service not known yet; retry shortly");
+        return;
+    }
+    if (m->action == ACTION_FETCH)
+        handle_fetch(rs);
+    else
+        handle_write(rs);
+}
+
+/* ---- learning the default Conversation Service ---- */
+
+static void learn_start(struct router *r);
+
+static void learn_retry(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    learn_start(arg);
+}
+
+static void on_configuration(void *arg, const struct upstream_response *resp)
+{
+    struct router *r = arg;
+    r->learning = false;
+    record_upstream(r, FAMILY_V1_DEFAULT, resp);
+    if (resp->outcome == UPSTREAM_CANCELLED)
+        return;
+    char sid[TWILIO_SID_LEN + 1];
+    if (resp->outcome == UPSTREAM_OK && resp->status == 200 &&
+        entry_json_string(resp->body.data, resp->body.len, "default_chat_service_sid", sid,
+                          sizeof sid) == 0 &&
+        twilio_is_sid(sid, strlen(sid), "IS")) {
+        server_set_default_service(r->w->srv, sid);
+        log_notice("default Conversation Service is %s", sid);
+        return;
+    }
+    log_warn("cannot learn the default Conversation Service (GET /v1/Configuration: %s %d); "
+             "retrying in %ld ms",
+             resp->outcome == UPSTREAM_OK ? "status" : "transport error", resp->status,
+             r->learn_backoff_ms);
+    struct timeval tv = {r->learn_backoff_ms / 1000, (r->learn_backoff_ms % 1000) * 1000};
+    evtimer_add(r->learn_timer, &tv);
+    r->learn_backoff_ms = r->learn_backoff_ms * 2 > 30000 ? 30000 : r->learn_backoff_ms * 2;
+}
+
+static void learn_start(struct router *r)
+{
+    char sid[TWILIO_SID_LEN + 1];
+    if (server_default_service(r->w->srv, sid) || r->learning)
+        return;
+    struct config *cfg = r->w->cfg;
+    struct buf url = {0};
+    buf_printf(&url, "%s/v1/Configuration", cfg->conversations_url);
+    r->learning =
+        start_upstream(r, cfg, FAMILY_V1_DEFAULT, "GET", url.data, NULL, NULL, on_configuration, r) !=
+        NULL;
+    buf_free(&url);
+    if (!r->learning) {
+        struct timeval tv = {1, 0};
+        evtimer_add(r->learn_timer, &tv);
+    }
+}
+
+void router_learn_default_service(struct worker *w)
+{
+    struct router *r = w->router;
+    r->learn_backoff_ms = 500;
+    learn_start(r);
+}
+
+struct router *router_new(struct worker *w)
+{
+    struct router *r = util_calloc(1, sizeof *r);
+    r->w = w;
+    r->learn_timer = evtimer_new(w->base, learn_retry, r);
+    return r;
+}
+
+void router_free(struct router *r)
+{
+    if (!r)
+        return;
+    /* Flights are finished by upstream_free (CANCELLED) before this runs. */
+    if (r->learn_timer)
+        event_free(r->learn_timer);
+    free(r);
+}
