@@ -126,7 +126,13 @@ static void finish(struct request *req, int status, const struct response_meta *
 
 static void finish_transport_error(struct request *req, const struct upstream_response *resp)
 {
-    if (resp->outcome == UPSTREAM_TIMEOUT)
+    if (resp->outcome == UPSTREAM_REJECTED) {
+        metrics_inc(req->w->metrics, MCOUNT_CLIENT_THROTTLED);
+        rstate_free(req->rstate);
+        req->on_abort = NULL;
+        response_error_retry(req, 429, TWILIO_E_TOO_MANY,
+                             "Too many requests to Twilio in flight; retry shortly", 1);
+    } else if (resp->outcome == UPSTREAM_TIMEOUT)
         finish_error(req, 504, TWILIO_E_TIMEOUT, "Upstream Twilio API timed out");
     else
         finish_error(req, 502, TWILIO_E_UNAVAILABLE, "Upstream Twilio API unreachable");
@@ -141,17 +147,25 @@ static void finish_passthrough(struct request *req, int status, const char *cont
     finish(req, status, &meta, body, len);
 }
 
+static void update_upstream_gauges(struct router *r)
+{
+    metrics_gauge_set(r->w->metrics, MGAUGE_UPSTREAM_INFLIGHT,
+                      (int64_t)upstream_inflight(r->w->upstream));
+    metrics_gauge_set(r->w->metrics, MGAUGE_UPSTREAM_QUEUE, (int64_t)upstream_queued(r->w->upstream));
+}
+
 static void record_upstream(struct router *r, enum api_family f,
                             const struct upstream_response *resp)
 {
-    if (resp->outcome == UPSTREAM_CANCELLED)
+    if (resp->outcome == UPSTREAM_CANCELLED || resp->outcome == UPSTREAM_REJECTED) {
+        update_upstream_gauges(r);
         return;
+    }
     metrics_upstream(r->w->metrics, family_api(f),
                      resp->outcome == UPSTREAM_OK ? resp->status : 0, resp->duration_ms);
     if (resp->outcome == UPSTREAM_OK && resp->status == 429)
         metrics_inc(r->w->metrics, MCOUNT_UPSTREAM_THROTTLED);
-    metrics_gauge_set(r->w->metrics, MGAUGE_UPSTREAM_INFLIGHT,
-                      (int64_t)upstream_inflight(r->w->upstream));
+    update_upstream_gauges(r);
 }
 
 static struct upstream_call *start_upstream(struct router *r, const struct config *cfg,
@@ -168,8 +182,7 @@ static struct upstream_call *start_upstream(struct router *r, const struct confi
         .api = api_label(f),
     };
     struct upstream_call *c = upstream_start(r->w->upstream, cfg, &ureq, cb, arg);
-    metrics_gauge_set(r->w->metrics, MGAUGE_UPSTREAM_INFLIGHT,
-                      (int64_t)upstream_inflight(r->w->upstream));
+    update_upstream_gauges(r);
     return c;
 }
 
@@ -509,7 +522,8 @@ static void on_write_done(void *arg, const struct upstream_response *resp)
         snprintf(rs->request_id, sizeof rs->request_id, "%s", resp->request_id);
     }
     /* Never reached Twilio: nothing changed, nothing to invalidate. */
-    if (resp->outcome == UPSTREAM_CONNECT_FAIL || resp->outcome == UPSTREAM_CANCELLED) {
+    if (resp->outcome == UPSTREAM_CONNECT_FAIL || resp->outcome == UPSTREAM_CANCELLED ||
+        resp->outcome == UPSTREAM_REJECTED) {
         finish_held(rs);
         return;
     }

@@ -34,6 +34,7 @@ struct usock {
 };
 
 enum call_state {
+    CALL_QUEUED,   /* set up, waiting in u->queue for an in-flight slot */
     CALL_RUNNING,  /* attached to the multi */
     CALL_FINISHED, /* off the multi, in check_multi_info's batch, callback not yet run */
     CALL_PENDING,  /* cancelled, waiting in u->pending for its deferred callback */
@@ -50,6 +51,7 @@ struct upstream_call {
     bool sent;      /* curl got as far as sending the request */
     bool too_large; /* body cap hit: the write callback aborted the transfer */
     int64_t start_ms;
+    int64_t queue_deadline_ms;
     struct upstream_response resp;
     char errbuf[CURL_ERROR_SIZE];
     struct upstream_call *prev, *next; /* u->calls, u->pending or a finished batch */
@@ -64,10 +66,19 @@ struct upstream {
     struct upstream_call *pending, *pending_tail;
     struct usock *socks;
     size_t inflight;
+    /* Calls waiting for a slot, oldest first; polled by queue_timer because a
+     * slot may be freed by another worker. */
+    struct upstream_call *queue, *queue_tail;
+    size_t queued;
+    struct event *queue_timer;
+    struct upstream_limits own_limits, *limits;
+    long max_inflight, queue_size, queue_timeout_ms;
     bool closing;
     CURL *free_easy[UPSTREAM_FREE_EASIES];
     size_t n_free_easy;
 };
+
+static void queue_pump(struct upstream *u);
 
 /* ---- small lists ---- */
 
@@ -144,6 +155,7 @@ static void call_detach(struct upstream_call *c)
     call_unlink(&u->calls, c);
     curl_multi_remove_handle(u->multi, c->easy);
     u->inflight--;
+    __atomic_fetch_sub(&u->limits->inflight, 1, __ATOMIC_ACQ_REL);
 }
 
 /* ---- outcome ---- */
@@ -233,6 +245,7 @@ static void check_multi_info(struct upstream *u)
         c->next = NULL;
         call_deliver(c);
     }
+    queue_pump(u); /* slots were freed */
 }
 
 /* ---- libevent <-> curl ---- */
@@ -405,6 +418,104 @@ static int prereq_cb(void *clientp, char *primary_ip, char *local_ip, int primar
 }
 #endif
 
+/* ---- in-flight limit and queue ---- */
+
+/* Take a process-wide slot if one is free. */
+static bool slot_take(struct upstream *u)
+{
+    long cur = __atomic_load_n(&u->limits->inflight, __ATOMIC_ACQUIRE);
+    while (cur < u->max_inflight)
+        if (__atomic_compare_exchange_n(&u->limits->inflight, &cur, cur + 1, false,
+                                        __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE))
+            return true;
+    return false;
+}
+
+static void queue_remove(struct upstream *u, struct upstream_call *c)
+{
+    if (c->prev)
+        c->prev->next = c->next;
+    else
+        u->queue = c->next;
+    if (c->next)
+        c->next->prev = c->prev;
+    else
+        u->queue_tail = c->prev;
+    c->prev = c->next = NULL;
+    u->queued--;
+    __atomic_fetch_sub(&u->limits->queued, 1, __ATOMIC_ACQ_REL);
+}
+
+/* Deliver a call that never reached the multi from the loop (never inside
+ * the API call that decided it). */
+static void defer_delivery(struct upstream *u, struct upstream_call *c, enum upstream_outcome o)
+{
+    c->state = CALL_PENDING;
+    c->resp.outcome = o;
+    c->prev = u->pending_tail;
+    c->next = NULL;
+    if (u->pending_tail)
+        u->pending_tail->next = c;
+    else
+        u->pending = c;
+    u->pending_tail = c;
+    event_active(u->deliver, EV_TIMEOUT, 0);
+}
+
+static int call_run(struct upstream *u, struct upstream_call *c)
+{
+    if (curl_multi_add_handle(u->multi, c->easy) != CURLM_OK) {
+        __atomic_fetch_sub(&u->limits->inflight, 1, __ATOMIC_ACQ_REL);
+        return -1;
+    }
+    c->state = CALL_RUNNING;
+    call_push(&u->calls, c);
+    u->inflight++;
+    return 0;
+}
+
+/* Start queued calls while slots are free; expire those waited too long. */
+static void queue_pump(struct upstream *u)
+{
+    int64_t now = util_now_ms();
+    struct upstream_call *c;
+    while ((c = u->queue)) {
+        if (now >= c->queue_deadline_ms) {
+            queue_remove(u, c);
+            snprintf(c->resp.error, sizeof c->resp.error, "queued longer than %ld ms",
+                     u->queue_timeout_ms);
+            defer_delivery(u, c, UPSTREAM_REJECTED);
+            continue;
+        }
+        if (!slot_take(u))
+            break;
+        queue_remove(u, c);
+        if (call_run(u, c) < 0)
+            defer_delivery(u, c, UPSTREAM_ERROR);
+    }
+    if (u->queue) {
+        struct timeval tv = {0, 5 * 1000};
+        evtimer_add(u->queue_timer, &tv);
+    }
+}
+
+static void on_queue_timer(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    queue_pump(arg);
+}
+
+void upstream_set_limits(struct upstream *u, struct upstream_limits *limits)
+{
+    u->limits = limits ? limits : &u->own_limits;
+}
+
+size_t upstream_queued(const struct upstream *u)
+{
+    return u ? u->queued : 0;
+}
+
 /* ---- public ---- */
 
 struct upstream *upstream_new(struct event_base *base)
@@ -414,7 +525,9 @@ struct upstream *upstream_new(struct event_base *base)
     u->multi = curl_multi_init();
     u->timer = evtimer_new(base, on_timer, u);
     u->deliver = event_new(base, -1, 0, on_deliver, u);
-    if (!u->multi || !u->timer || !u->deliver) {
+    u->queue_timer = evtimer_new(base, on_queue_timer, u);
+    u->limits = &u->own_limits;
+    if (!u->multi || !u->timer || !u->deliver || !u->queue_timer) {
         upstream_free(u);
         return NULL;
     }
@@ -438,6 +551,11 @@ void upstream_free(struct upstream *u)
         c->resp.outcome = UPSTREAM_CANCELLED;
         call_deliver(c);
     }
+    while ((c = u->queue)) {
+        queue_remove(u, c);
+        c->resp.outcome = UPSTREAM_CANCELLED;
+        call_deliver(c);
+    }
     on_deliver(-1, 0, u);
     if (u->multi)
         curl_multi_cleanup(u->multi); /* may still report sockets as removed */
@@ -449,6 +567,8 @@ void upstream_free(struct upstream *u)
         event_free(u->timer);
     if (u->deliver)
         event_free(u->deliver);
+    if (u->queue_timer)
+        event_free(u->queue_timer);
     free(u);
 }
 
@@ -568,16 +688,40 @@ struct upstream_call *upstream_start(struct upstream *u, const struct config *cf
     c->start_ms = util_now_ms();
     c->resp.retry_after = -1;
     c->easy = easy_get(u);
-    if (!c->easy || call_setup(c, cfg, req) < 0 ||
-        curl_multi_add_handle(u->multi, c->easy) != CURLM_OK) {
+    if (!c->easy || call_setup(c, cfg, req) < 0) {
         call_free(c);
         return NULL;
     }
-    /* curl_multi_add_handle only armed the timer: nothing completes before
-     * the loop runs again, so the callback cannot run inside this call. */
-    c->state = CALL_RUNNING;
-    call_push(&u->calls, c);
-    u->inflight++;
+    u->max_inflight = cfg->max_inflight;
+    u->queue_size = cfg->queue_size;
+    u->queue_timeout_ms = cfg->queue_timeout_ms;
+    if (!u->queue && slot_take(u)) {
+        /* curl_multi_add_handle only arms the timer: nothing completes before
+         * the loop runs again, so the callback cannot run inside this call. */
+        if (call_run(u, c) < 0) {
+            call_free(c);
+            return NULL;
+        }
+        return c;
+    }
+    /* At the limit: wait in line if the process-wide queue has room. */
+    if (__atomic_add_fetch(&u->limits->queued, 1, __ATOMIC_ACQ_REL) > u->queue_size) {
+        __atomic_fetch_sub(&u->limits->queued, 1, __ATOMIC_ACQ_REL);
+        snprintf(c->resp.error, sizeof c->resp.error, "upstream queue full");
+        defer_delivery(u, c, UPSTREAM_REJECTED);
+        return c;
+    }
+    c->state = CALL_QUEUED;
+    c->queue_deadline_ms = c->start_ms + u->queue_timeout_ms;
+    c->prev = u->queue_tail;
+    c->next = NULL;
+    if (u->queue_tail)
+        u->queue_tail->next = c;
+    else
+        u->queue = c;
+    u->queue_tail = c;
+    u->queued++;
+    queue_pump(u);
     return c;
 }
 
@@ -590,20 +734,16 @@ void upstream_cancel(struct upstream_call *c)
         c->resp.error[0] = '\0';
         return;
     }
+    if (c && c->state == CALL_QUEUED) {
+        queue_remove(c->u, c);
+        defer_delivery(c->u, c, UPSTREAM_CANCELLED);
+        return;
+    }
     if (!c || c->state != CALL_RUNNING)
         return;
-    struct upstream *u = c->u;
     call_detach(c);
-    c->state = CALL_PENDING;
-    c->resp.outcome = UPSTREAM_CANCELLED;
-    c->prev = u->pending_tail;
-    c->next = NULL;
-    if (u->pending_tail)
-        u->pending_tail->next = c;
-    else
-        u->pending = c;
-    u->pending_tail = c;
-    event_active(u->deliver, EV_TIMEOUT, 0);
+    defer_delivery(c->u, c, UPSTREAM_CANCELLED);
+    queue_pump(c->u);
 }
 
 size_t upstream_inflight(const struct upstream *u)

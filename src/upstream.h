@@ -26,6 +26,8 @@ enum upstream_outcome {
     UPSTREAM_TIMEOUT,      /* timed out after the request may have left: outcome unknown */
     UPSTREAM_ERROR,        /* other transport error after sending (reset…): outcome unknown */
     UPSTREAM_CANCELLED,    /* upstream_cancel was called (callback still runs once) */
+    UPSTREAM_REJECTED,     /* never sent: max_inflight reached and the queue was full,
+                              or the queue wait passed queue_timeout_ms */
 };
 
 struct upstream_response {
@@ -52,7 +54,18 @@ struct upstream_request {
     const char *api;             /* metric label: "conversations" | "chat" */
 };
 
+/* Process-wide limits shared by every worker's upstream (atomics): at most
+ * cfg->max_inflight calls on the wire, at most cfg->queue_size waiting. */
+struct upstream_limits {
+    long inflight;
+    long queued;
+};
+
 struct upstream *upstream_new(struct event_base *base);
+/* Share limits between workers; without it each upstream counts alone. */
+void upstream_set_limits(struct upstream *u, struct upstream_limits *limits);
+/* Calls of this upstream waiting for a slot. */
+size_t upstream_queued(const struct upstream *u);
 /* Tear down: cancels calls in flight; their callbacks run with CANCELLED
  * synchronously, inside this call (the loop may already be gone), and any
  * upstream_start they attempt returns NULL. Must not be called from inside an

@@ -119,6 +119,7 @@ struct worker *worker_new(struct server *srv, int index)
         log_err("worker %d: cannot create upstream or redis client", index);
         goto fail;
     }
+    upstream_set_limits(w->upstream, &srv->limits);
     redis_set_state_cb(w->redis, redis_state, w);
     redis_set_error_cb(w->redis, redis_error, w);
     w->cache = cache_new(w->redis);

@@ -11,6 +11,7 @@
 #include <stdint.h>
 
 #include "twilio.h"
+#include "upstream.h"
 
 struct event_base;
 struct event;
@@ -30,6 +31,7 @@ struct server {
     struct worker **workers;
     size_t n_workers;
     int stopping;              /* atomic: set once shutdown begins */
+    struct upstream_limits limits; /* max_inflight / queue_size across all workers */
 };
 
 /* Current config snapshot with a new reference (caller unrefs). */
