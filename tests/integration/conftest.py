@@ -1,0 +1,578 @@
+"""Fixtures for the usergate integration suite: the real usergate binary, a
+real redis-server and the in-process mock Twilio, all on loopback.
+
+Environment: USERGATE_BIN (default <repo>/src/usergate), REDIS_SERVER (default
+redis-server on PATH), USERGATE_SRCDIR (unused here; automake passes it).
+"""
+
+import base64
+import http.client
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import time
+import urllib.parse
+
+import pytest
+
+from mock_twilio import MockTwilio
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+USERGATE_BIN = os.environ.get("USERGATE_BIN") or os.path.join(HERE, "..", "..", "src", "usergate")
+REDIS_SERVER = os.environ.get("REDIS_SERVER") or shutil.which("redis-server") or "redis-server"
+
+ACCOUNT = "AC" + "0123456789abcdef" * 2
+TOKEN = "tok-" + "5e" * 14
+SERVICE = "IS" + "a1" * 16          # the account's default service
+OTHER_SERVICE = "IS" + "b2" * 16
+THIRD_SERVICE = "IS" + "c3" * 16
+
+CLIENT = ("app", "app-secret-1")     # may do everything
+KEY_PREFIX = "ugtest:"
+
+SANITIZER_MARKERS = ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtime error:",
+                     "WARNING: ThreadSanitizer", "ERROR: MemorySanitizer")
+
+TEST_TIMEOUT = 75  # seconds; nothing in this suite may hang
+
+
+# --------------------------------------------------------------------------- utilities
+
+def free_port():
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def closed_port():
+    """A loopback port with nothing listening on it (connections are refused)."""
+    return free_port()
+
+
+def basic(user, password):
+    return "Basic " + base64.b64encode(("%s:%s" % (user, password)).encode()).decode()
+
+
+def wait_until(pred, timeout=10.0, interval=0.05, what="condition"):
+    """Poll pred() until it returns a truthy value; return it or fail."""
+    deadline = time.monotonic() + timeout
+    last = None
+    while time.monotonic() < deadline:
+        last = pred()
+        if last:
+            return last
+        time.sleep(interval)
+    pytest.fail("timed out after %.1fs waiting for %s (last: %r)" % (timeout, what, last))
+
+
+def form(**fields):
+    """application/x-www-form-urlencoded the way twilio-node does it (%20 for space)."""
+    return urllib.parse.urlencode(fields, quote_via=urllib.parse.quote)
+
+
+class Resp:
+    """An HTTP response: status, headers (case-insensitive), body bytes, json."""
+
+    def __init__(self, status, headers, body):
+        self.status = status
+        self.headers = headers
+        self.body = body
+
+    def header(self, name, default=None):
+        return self.headers.get(name, default)
+
+    @property
+    def text(self):
+        return self.body.decode("utf-8", "replace")
+
+    @property
+    def json(self):
+        try:
+            return json.loads(self.body)
+        except ValueError:
+            return None
+
+    @property
+    def xcache(self):
+        return self.headers.get("X-Cache")
+
+    def __iter__(self):  # status, headers, body_json_or_text = resp
+        j = self.json
+        return iter((self.status, self.headers, j if j is not None else self.text))
+
+    def __repr__(self):
+        hdrs = "; ".join("%s: %s" % kv for kv in self.headers.items())
+        return "<HTTP %s [%s] %s>" % (self.status, hdrs, self.text[:600])
+
+
+def http_request(port, method, path, body=None, headers=None, auth=CLIENT, timeout=10.0,
+                 host="127.0.0.1"):
+    """One request on a fresh connection. auth: (key, secret), a raw header
+    string, or None. body: bytes/str, or a dict (form-encoded)."""
+    hdrs = {}
+    if isinstance(body, dict):
+        body = form(**body)
+        hdrs["Content-Type"] = "application/x-www-form-urlencoded"
+    if isinstance(body, str):
+        body = body.encode()
+    if isinstance(auth, tuple):
+        hdrs["Authorization"] = basic(*auth)
+    elif isinstance(auth, str):
+        hdrs["Authorization"] = auth
+    hdrs.update(headers or {})
+    conn = http.client.HTTPConnection(host, port, timeout=timeout)
+    try:
+        conn.putrequest(method, path, skip_host=False, skip_accept_encoding=True)
+        for k, v in hdrs.items():
+            conn.putheader(k, v)
+        if body is not None and "Content-Length" not in hdrs:
+            conn.putheader("Content-Length", str(len(body)))
+        conn.endheaders(body)
+        r = conn.getresponse()
+        data = r.read()
+        return Resp(r.status, r.headers, data)
+    finally:
+        conn.close()
+
+
+def assert_twilio_error(resp, status=None, code=None):
+    """resp is a usergate/Twilio-shaped error: JSON with the four fields."""
+    assert resp.status >= 400, resp
+    if status is not None:
+        assert resp.status == status, resp
+    ctype = resp.header("Content-Type", "")
+    assert ctype.split(";")[0].strip() == "application/json", resp
+    j = resp.json
+    assert isinstance(j, dict), resp
+    for field in ("code", "message", "more_info", "status"):
+        assert field in j, "missing %r in %r" % (field, resp)
+    assert isinstance(j["code"], int) and isinstance(j["status"], int), resp
+    assert isinstance(j["message"], str) and j["message"], resp
+    assert j["status"] == resp.status, resp
+    assert j["more_info"] == "https://www.twilio.com/docs/errors/%d" % j["code"], resp
+    if code is not None:
+        assert j["code"] == code, resp
+    return j
+
+
+FAMILIES = ("v1", "v1s", "v2")
+
+
+def users_path(family, service=SERVICE):
+    """Collection path of a family: /v1/Users, /v1/Services/IS…/Users, /v2/Services/IS…/Users."""
+    if family == "v1":
+        return "/v1/Users"
+    return "/%s/Services/%s/Users" % ("v2" if family == "v2" else "v1", service)
+
+
+def user_path(family, user, service=SERVICE):
+    """user is put in the path as given (callers percent-encode if they want)."""
+    return users_path(family, service) + "/" + user
+
+
+def q(s):
+    """Percent-encode every reserved byte of s (UTF-8)."""
+    return urllib.parse.quote(s, safe="")
+
+
+STORE_SETTLE = 0.05  # the cache write after a MISS may finish just after the reply
+
+
+def fetch(gw, path, expect_status=200, expect_cache=None, **kw):
+    """GET through the gateway and check status (and X-Cache when given)."""
+    r = gw.get(path, **kw)
+    assert r.status == expect_status, (path, r)
+    if expect_cache is not None:
+        assert r.xcache == expect_cache, (path, r)
+    if r.xcache == "MISS":
+        time.sleep(STORE_SETTLE)
+    return r
+
+
+def upstream_fetches(mock, path_prefix):
+    """Upstream GETs of exactly this path (compared percent-decoded, query ignored)."""
+    want = urllib.parse.unquote(path_prefix)
+    return [r for r in mock.requests(method="GET")
+            if urllib.parse.unquote(r["path"].split("?")[0]) == want]
+
+
+# --------------------------------------------------------------------------- metrics
+
+_SAMPLE_RE = re.compile(r'^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{(.*)\})?\s+(\S+)(\s+\d+)?$')
+_LABEL_RE = re.compile(r'([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)"\s*,?\s*')
+
+
+def parse_metrics(text):
+    """Prometheus text -> {(name, frozenset(labels.items())): float}."""
+    out = {}
+    for line in text.splitlines():
+        if not line.strip() or line.startswith("#"):
+            continue
+        m = _SAMPLE_RE.match(line.strip())
+        assert m, "unparseable metrics line: %r" % line
+        labels = {}
+        if m.group(3):
+            pos = 0
+            s = m.group(3)
+            while pos < len(s):
+                lm = _LABEL_RE.match(s, pos)
+                assert lm, "bad labels in %r" % line
+                labels[lm.group(1)] = re.sub(r'\\(.)', lambda x: {"n": "\n"}.get(x.group(1),
+                                                                                 x.group(1)),
+                                             lm.group(2))
+                pos = lm.end()
+        out[(m.group(1), frozenset(labels.items()))] = float(m.group(4))
+    return out
+
+
+class Metrics(dict):
+    def get_value(self, name, default=0.0, **labels):
+        return self.get((name, frozenset(labels.items())), default)
+
+    def find(self, name, **labels):
+        """All samples of name whose labels include the given ones."""
+        want = set(labels.items())
+        return {k: v for k, v in self.items() if k[0] == name and want <= set(k[1])}
+
+
+# --------------------------------------------------------------------------- redis
+
+def _resp_encode(args):
+    out = [b"*%d\r\n" % len(args)]
+    for a in args:
+        a = a if isinstance(a, bytes) else str(a).encode()
+        out.append(b"$%d\r\n%s\r\n" % (len(a), a))
+    return b"".join(out)
+
+
+def _resp_read(f):
+    line = f.readline()
+    if not line:
+        raise ConnectionError("redis closed the connection")
+    kind, rest = line[:1], line[1:-2]
+    if kind == b"+":
+        return rest.decode()
+    if kind == b"-":
+        raise RuntimeError("redis error: " + rest.decode())
+    if kind == b":":
+        return int(rest)
+    if kind == b"$":
+        n = int(rest)
+        if n < 0:
+            return None
+        data = f.read(n + 2)
+        return data[:-2]
+    if kind == b"*":
+        n = int(rest)
+        return None if n < 0 else [_resp_read(f) for _ in range(n)]
+    raise RuntimeError("bad RESP reply %r" % line)
+
+
+def redis_command(port, *args, timeout=2.0):
+    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as s:
+        s.sendall(_resp_encode(args))
+        with s.makefile("rb") as f:
+            return _resp_read(f)
+
+
+class RedisServer:
+    def __init__(self, binary, workdir):
+        self.binary = binary
+        self.dir = workdir
+        os.makedirs(workdir, exist_ok=True)
+        self.port = free_port()
+        self.proc = None
+        self.paused = False
+
+    def start(self, timeout=10.0):
+        assert self.proc is None, "redis already running"
+        self.proc = subprocess.Popen(
+            [self.binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
+             "--appendonly", "no", "--dir", self.dir, "--daemonize", "no",
+             "--logfile", os.path.join(self.dir, "redis.log")],
+            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                pytest.fail("redis-server exited with %s; log:\n%s"
+                            % (self.proc.returncode, self.log()))
+            try:
+                if redis_command(self.port, "PING", timeout=0.5) == "PONG":
+                    return
+            except (OSError, ConnectionError, RuntimeError):
+                pass
+            time.sleep(0.02)
+        pytest.fail("redis-server did not answer PING on port %d" % self.port)
+
+    def stop(self):
+        if self.proc is None:
+            return
+        if self.paused:
+            self.resume()
+        self.proc.terminate()
+        try:
+            self.proc.wait(5)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait(5)
+        self.proc = None
+
+    def pause(self):
+        self.proc.send_signal(signal.SIGSTOP)
+        self.paused = True
+
+    def resume(self):
+        self.proc.send_signal(signal.SIGCONT)
+        self.paused = False
+
+    def cmd(self, *args):
+        return redis_command(self.port, *args)
+
+    def keys(self, pattern="*"):
+        return self.cmd("KEYS", pattern)
+
+    def log(self):
+        try:
+            with open(os.path.join(self.dir, "redis.log"), errors="replace") as f:
+                return f.read()[-4000:]
+        except OSError:
+            return ""
+
+
+# --------------------------------------------------------------------------- gateway
+
+def render_config(sections):
+    """sections: {section: {key: value}}; a None value omits the key."""
+    lines = []
+    for name, keys in sections.items():
+        lines.append("[%s]" % name)
+        for k, v in keys.items():
+            if v is not None:
+                lines.append("%s = %s" % (k, v))
+        lines.append("")
+    return "\n".join(lines)
+
+
+def base_env(extra=None):
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith("TWILIO_") and k not in ("CREDENTIALS_DIRECTORY", "NOTIFY_SOCKET",
+                                                         "LISTEN_FDS", "LISTEN_PID")}
+    env.setdefault("ASAN_OPTIONS", "detect_leaks=1:abort_on_error=0")
+    env.setdefault("UBSAN_OPTIONS", "print_stacktrace=1")
+    env.update(extra or {})
+    return env
+
+
+def require_binary():
+    if not (os.path.isfile(USERGATE_BIN) and os.access(USERGATE_BIN, os.X_OK)):
+        pytest.fail("usergate binary not found at %s (set USERGATE_BIN)" % USERGATE_BIN)
+
+
+class Gateway:
+    def __init__(self, workdir, sections, env=None, name="usergate"):
+        self.workdir = workdir
+        self.sections = sections
+        self.conf = os.path.join(workdir, name + ".conf")
+        self.stderr_path = os.path.join(workdir, name + ".stderr")
+        self.port = int(sections["server"]["listen"].rsplit(":", 1)[1])
+        self.admin_port = int(sections["server"]["admin_listen"].rsplit(":", 1)[1])
+        self.env = base_env(env)
+        self.proc = None
+        self.returncode = None
+        with open(self.conf, "w") as f:
+            f.write(render_config(sections))
+
+    def start(self, timeout=15.0):
+        require_binary()
+        self._err = open(self.stderr_path, "ab")
+        self.proc = subprocess.Popen([USERGATE_BIN, "-c", self.conf], stdin=subprocess.DEVNULL,
+                                     stdout=self._err, stderr=self._err, env=self.env,
+                                     cwd=self.workdir)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                self.returncode = self.proc.returncode
+                pytest.fail("usergate exited during start-up with %s; stderr:\n%s"
+                            % (self.proc.returncode, self.stderr()))
+            try:
+                if http_request(self.admin_port, "GET", "/healthz", auth=None,
+                                timeout=1).status == 200:
+                    with socket.create_connection(("127.0.0.1", self.port), timeout=1):
+                        return self
+            except OSError:
+                pass
+            time.sleep(0.05)
+        pytest.fail("usergate did not become healthy within %.0fs; stderr:\n%s"
+                    % (timeout, self.stderr()))
+
+    def stderr(self):
+        try:
+            with open(self.stderr_path, "rb") as f:
+                return f.read().decode("utf-8", "replace")
+        except OSError:
+            return ""
+
+    def stop(self, timeout=15.0):
+        """SIGTERM and wait; returns the exit status (None if never started)."""
+        if self.proc is None:
+            return self.returncode
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(5)
+                self.returncode = "hung"
+        if self.returncode != "hung":
+            self.returncode = self.proc.returncode
+        self.proc = None
+        self._err.close()
+        return self.returncode
+
+    def problems(self):
+        """Why this run counts as a crash (empty when clean)."""
+        out = []
+        if self.returncode not in (0, None):
+            out.append("usergate exit status %s after SIGTERM" % self.returncode)
+        err = self.stderr()
+        for marker in SANITIZER_MARKERS:
+            if marker in err:
+                out.append("sanitizer report in stderr (%r)" % marker)
+        return out
+
+    # -- client helpers
+    def request(self, method, path, body=None, headers=None, auth=CLIENT, timeout=10.0):
+        return http_request(self.port, method, path, body, headers, auth, timeout)
+
+    def get(self, path, **kw):
+        return self.request("GET", path, **kw)
+
+    def post(self, path, body=None, **kw):
+        return self.request("POST", path, body, **kw)
+
+    def delete(self, path, **kw):
+        return self.request("DELETE", path, **kw)
+
+    def admin(self, path, method="GET", timeout=5.0):
+        return http_request(self.admin_port, method, path, auth=None, timeout=timeout)
+
+    def metrics(self):
+        r = self.admin("/metrics")
+        assert r.status == 200, r
+        return Metrics(parse_metrics(r.text))
+
+
+def default_sections(mock_port, redis_port, client_port=None, admin_port=None):
+    return {
+        "server": {
+            "listen": "127.0.0.1:%d" % (client_port or free_port()),
+            "admin_listen": "127.0.0.1:%d" % (admin_port or free_port()),
+            "workers": "1",
+        },
+        "upstream": {
+            "conversations_url": "http://127.0.0.1:%d" % mock_port,
+            "chat_url": "http://127.0.0.1:%d" % mock_port,
+            "account_sid": ACCOUNT,
+            "auth_token": TOKEN,
+            "default_service_sid": SERVICE,
+            "connect_timeout_ms": "1000",
+            "timeout_ms": "3000",
+        },
+        "redis": {
+            "address": "127.0.0.1:%d" % redis_port,
+            "key_prefix": KEY_PREFIX,
+            "timeout_ms": "250",
+        },
+        "cache": {"ttl": "300", "negative_ttl": "30"},
+        "client app": {
+            "key": CLIENT[0],
+            "secret": CLIENT[1],
+            "services": "*",
+            "allow": "fetch, create, update, delete, list",
+        },
+    }
+
+
+def merge_sections(base, overrides):
+    for sec, keys in (overrides or {}).items():
+        if keys is None:
+            base.pop(sec, None)
+            continue
+        base.setdefault(sec, {}).update(keys)
+    return base
+
+
+# --------------------------------------------------------------------------- fixtures
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    outcome = yield
+    rep = outcome.get_result()
+    if rep.when == "call" and rep.failed:
+        for gw in getattr(item, "_usergate_gateways", []):
+            rep.sections.append(("usergate stderr (%s)" % gw.conf, gw.stderr()[-12000:]))
+
+
+@pytest.fixture(autouse=True)
+def _deadline():
+    """No test may hang: SIGALRM interrupts whatever blocks."""
+    def on_alarm(signum, frame):
+        raise TimeoutError("test exceeded %d s" % TEST_TIMEOUT)
+    old = signal.signal(signal.SIGALRM, on_alarm)
+    signal.alarm(TEST_TIMEOUT)
+    yield
+    signal.alarm(0)
+    signal.signal(signal.SIGALRM, old)
+
+
+@pytest.fixture
+def mock():
+    m = MockTwilio(ACCOUNT, TOKEN, SERVICE)
+    m.start()
+    yield m
+    m.stop()
+
+
+@pytest.fixture
+def redis(tmp_path):
+    r = RedisServer(REDIS_SERVER, str(tmp_path / "redis"))
+    r.start()
+    yield r
+    r.stop()
+
+
+@pytest.fixture
+def gateway_factory(request, tmp_path, mock, redis):
+    """gateway_factory(overrides={section: {key: value-or-None}}, env={}, start=True)
+    -> started Gateway. Default config: mock upstream, real redis, client `app`
+    allowed everything, default_service_sid = SERVICE."""
+    started = []
+    request.node._usergate_gateways = started
+
+    def make(overrides=None, env=None, start=True):
+        sections = merge_sections(default_sections(mock.port, redis.port), overrides)
+        gw = Gateway(str(tmp_path), sections, env=env, name="usergate%d" % len(started))
+        started.append(gw)
+        if start:
+            gw.start()
+        return gw
+
+    yield make
+    problems = []
+    for gw in started:
+        gw.stop()
+        for p in gw.problems():
+            problems.append("%s: %s\nstderr tail:\n%s" % (gw.conf, p, gw.stderr()[-6000:]))
+    if problems:
+        pytest.fail("\n\n".join(problems), pytrace=False)
+
+
+@pytest.fixture
+def gateway(gateway_factory):
+    """A started gateway with the default configuration."""
+    return gateway_factory()

@@ -1,0 +1,131 @@
+"""Client authentication (401) and authorisation (403), both decided before the
+cache is consulted, and a SIGHUP reload of client secrets."""
+
+import base64
+import os
+import signal
+import time
+
+from conftest import (ACCOUNT, CLIENT, OTHER_SERVICE, SERVICE, TOKEN, assert_twilio_error, basic,
+                      fetch, render_config, user_path, users_path, wait_until)
+
+CLIENTS = {
+    "client other": {"key": "other", "secret": "other-secret", "services": OTHER_SERVICE,
+                     "allow": "fetch, create, update, delete, list"},
+    "client reader": {"key": "reader", "secret": "reader-secret", "services": "*",
+                      "allow": "list, create"},
+    "client fetcher": {"key": "fetcher", "secret": "fetcher-secret",
+                       "services": "%s, %s" % (SERVICE, "IS" + "d4" * 16), "allow": "fetch"},
+}
+
+
+def primed(gateway_factory, mock):
+    gw = gateway_factory(overrides=CLIENTS)
+    u = mock.add_user("alice")
+    for fam in ("v1", "v1s", "v2"):
+        fetch(gw, user_path(fam, "alice"))
+        fetch(gw, user_path(fam, "alice"), 200, "HIT")
+    mock.reset()
+    return gw, u
+
+
+def test_unauthenticated_gets_401_even_when_cached(gateway_factory, mock):
+    gw, u = primed(gateway_factory, mock)
+    bad_auth = [
+        None,
+        (CLIENT[0], "wrong"),
+        (CLIENT[0], ""),
+        (CLIENT[0], CLIENT[1] + "x"),
+        ("nobody", CLIENT[1]),
+        (CLIENT[0].upper(), CLIENT[1]),
+        (ACCOUNT, TOKEN),                           # Twilio's own credentials are not a client
+        "Bearer " + CLIENT[1],
+        "Basic !!!not-base64!!!",
+        "Basic " + base64.b64encode(CLIENT[0].encode()).decode(),   # no colon
+        "basic",
+        basic(CLIENT[0], CLIENT[1][:-1]),           # a prefix of the secret
+        basic(CLIENT[0], CLIENT[1].upper()),
+    ]
+    failures = []
+    for fam in ("v1", "v1s", "v2"):
+        for key in ("alice", u["sid"]):
+            for auth in bad_auth:
+                r = gw.get(user_path(fam, key), auth=auth)
+                try:
+                    assert_twilio_error(r, 401, 20003)
+                    assert u["sid"].encode() not in r.body and b"alice" not in r.body
+                except AssertionError as e:
+                    failures.append((fam, key, auth, str(e)[:300]))
+    for auth in bad_auth[:3]:
+        r = gw.post(users_path("v1s"), {"Identity": "mallory"}, auth=auth)
+        if r.status != 401:
+            failures.append(("create", auth, r))
+    assert not failures, "\n".join(map(repr, failures))
+    assert mock.requests() == [], [q["path"] for q in mock.requests()]
+    # the right credentials still work afterwards
+    fetch(gw, user_path("v1s", "alice"), 200, "HIT")
+
+
+def test_forbidden_gets_403_even_when_cached(gateway_factory, mock):
+    gw, u = primed(gateway_factory, mock)
+    other = (CLIENTS["client other"]["key"], CLIENTS["client other"]["secret"])
+    reader = (CLIENTS["client reader"]["key"], CLIENTS["client reader"]["secret"])
+    fetcher = (CLIENTS["client fetcher"]["key"], CLIENTS["client fetcher"]["secret"])
+    cases = [
+        # another service's client, on every family (/v1/Users is the default service)
+        (other, "GET", user_path("v1", "alice"), None),
+        (other, "GET", user_path("v1s", "alice"), None),
+        (other, "GET", user_path("v2", u["sid"]), None),
+        (other, "POST", users_path("v1s"), {"Identity": "x1"}),
+        (other, "DELETE", user_path("v2", "alice"), None),
+        # no `fetch` in allow
+        (reader, "GET", user_path("v1s", "alice"), None),
+        (reader, "GET", user_path("v2", "alice"), None),
+        # only `fetch`
+        (fetcher, "POST", users_path("v2"), {"Identity": "x2"}),
+        (fetcher, "POST", user_path("v2", "alice"), {"FriendlyName": "x"}),
+        (fetcher, "DELETE", user_path("v1s", "alice"), None),
+        (fetcher, "GET", users_path("v1s"), None),
+        (fetcher, "GET", user_path("v2", "alice", OTHER_SERVICE), None),
+    ]
+    failures = []
+    for auth, method, path, body in cases:
+        r = gw.request(method, path, body, auth=auth)
+        try:
+            assert_twilio_error(r, 403)
+            assert u["sid"].encode() not in r.body
+        except AssertionError as e:
+            failures.append((auth[0], method, path, str(e)[:300]))
+    assert not failures, "\n".join(map(repr, failures))
+    assert mock.requests() == [], [q["path"] for q in mock.requests()]
+    # what they are allowed still works
+    r = fetch(gw, user_path("v2", "alice"), 200, "HIT", auth=fetcher)
+    assert r.json["sid"] == u["sid"]
+    r = gw.get(users_path("v1s"), auth=reader)
+    assert r.status == 200, r
+    r = gw.get(user_path("v2", "bob", OTHER_SERVICE), auth=other)
+    assert r.status == 404 and r.json["code"] == 20404, r
+
+
+def test_sighup_reloads_client_secrets(gateway_factory, mock):
+    gw = gateway_factory()
+    mock.add_user("rita")
+    fetch(gw, user_path("v1s", "rita"))
+    sections = gw.sections
+    sections["client app"]["secret"] = "rotated-secret"
+    with open(gw.conf, "w") as f:
+        f.write(render_config(sections))
+    os.kill(gw.proc.pid, signal.SIGHUP)
+    new = (CLIENT[0], "rotated-secret")
+    wait_until(lambda: gw.get(user_path("v1s", "rita"), auth=new).status == 200, timeout=5,
+               what="the rotated secret to be accepted after SIGHUP")
+    r = gw.get(user_path("v1s", "rita"))
+    assert_twilio_error(r, 401, 20003)
+    # a broken file on reload keeps the running configuration
+    with open(gw.conf, "a") as f:
+        f.write("\n[server]\nno_such_key = 1\n")
+    os.kill(gw.proc.pid, signal.SIGHUP)
+    time.sleep(0.5)
+    assert gw.proc.poll() is None, gw.stderr()
+    r = gw.get(user_path("v1s", "rita"), auth=new)
+    assert r.status == 200, r
