@@ -8,6 +8,8 @@ top=$(cd "$(dirname "$0")/.." && pwd)
 cd "$top"
 "$top/scripts/install-deps.sh" || exit 1
 ./autogen.sh >/dev/null 2>&1 || { echo "autogen failed"; ./autogen.sh; exit 1; }
+# Builds go to build/<name>; an in-tree configure would block them.
+[ -f Makefile ] && make -s distclean >/dev/null 2>&1
 
 jobs=$(nproc)
 warn="-Wall -Wextra -Werror"

@@ -116,7 +116,7 @@ static void dispatch(struct evhttp_request *r, void *arg)
     for (size_t i = 0; i < UG_ARRAY_LEN(routes); i++) {
         size_t n = strlen(routes[i].path);
         bool match = routes[i].path[n - 1] == '/' ? strncmp(path, routes[i].path, n) == 0
-                                                   : strcmp(path, routes[i].path) == 0;
+                                                  : strcmp(path, routes[i].path) == 0;
         if (!match)
             continue;
         known = true;

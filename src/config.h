@@ -14,22 +14,22 @@
 
 /* One address from `listen`/`admin_listen`: "HOST:PORT", "[v6]:PORT" or "unix:/path". */
 struct config_addr {
-    char *text;     /* as written, for logs */
+    char *text; /* as written, for logs */
     bool is_unix;
-    char *host;     /* NULL for unix */
+    char *host; /* NULL for unix */
     int port;
-    char *path;     /* unix only */
+    char *path; /* unix only */
 };
 
 struct config_client {
-    char *name;             /* section name: [client NAME] */
-    char *key;              /* HTTP Basic username */
-    char *secret;           /* loaded from secret or secret_file; never logged */
+    char *name;   /* section name: [client NAME] */
+    char *key;    /* HTTP Basic username */
+    char *secret; /* loaded from secret or secret_file; never logged */
     size_t secret_len;
-    bool all_services;      /* services = * */
+    bool all_services;                    /* services = * */
     char (*services)[TWILIO_SID_LEN + 1]; /* when !all_services */
     size_t n_services;
-    unsigned allow;         /* mask of ROUTE_ACTION_BIT(action) (route.h) */
+    unsigned allow; /* mask of ROUTE_ACTION_BIT(action) (route.h) */
 };
 
 struct config {
@@ -49,43 +49,43 @@ struct config {
     bool log_identities;             /* default off: identities logged as keyed hash */
 
     /* [upstream] */
-    char *conversations_url;         /* no trailing slash */
+    char *conversations_url; /* no trailing slash */
     char *chat_url;
-    char *account_sid;               /* AC…, required */
-    char *auth_user;                 /* resolved Basic username: api_key_sid or account_sid */
-    char *auth_secret;               /* resolved Basic password: api_key_secret or auth_token */
-    char *default_service_sid;       /* IS… or NULL (learned from /v1/Configuration) */
-    long connect_timeout_ms;         /* 3000 */
-    long timeout_ms;                 /* 10000 */
-    long max_inflight;               /* 100 */
-    long queue_size;                 /* 1000 */
-    long queue_timeout_ms;           /* 2000 */
-    long writes_per_second;          /* 25 per service */
-    long max_retries;                /* 2 */
-    char *ca_file;                   /* NULL = system store */
-    char *edge;                      /* NULL or e.g. "sydney" */
-    char *region;                    /* NULL or e.g. "au1" */
-    char *public_url;                /* NULL = no link rewriting */
+    char *account_sid;         /* AC…, required */
+    char *auth_user;           /* resolved Basic username: api_key_sid or account_sid */
+    char *auth_secret;         /* resolved Basic password: api_key_secret or auth_token */
+    char *default_service_sid; /* IS… or NULL (learned from /v1/Configuration) */
+    long connect_timeout_ms;   /* 3000 */
+    long timeout_ms;           /* 10000 */
+    long max_inflight;         /* 100 */
+    long queue_size;           /* 1000 */
+    long queue_timeout_ms;     /* 2000 */
+    long writes_per_second;    /* 25 per service */
+    long max_retries;          /* 2 */
+    char *ca_file;             /* NULL = system store */
+    char *edge;                /* NULL or e.g. "sydney" */
+    char *region;              /* NULL or e.g. "au1" */
+    char *public_url;          /* NULL = no link rewriting */
 
     /* [redis] */
     struct config_addr redis_address;
     char *redis_username;
-    char *redis_password;            /* from password or password_file; never logged */
-    char *key_prefix;                /* "usergate:" */
-    long redis_timeout_ms;           /* 250 */
+    char *redis_password;  /* from password or password_file; never logged */
+    char *key_prefix;      /* "usergate:" */
+    long redis_timeout_ms; /* 250 */
 
     /* [cache] */
-    long ttl;                        /* seconds, 300 */
-    long negative_ttl;               /* seconds, 30 */
-    long stale_while_revalidate;     /* seconds, 60 */
-    long stale_if_error;             /* seconds, 3600 */
+    long ttl;                    /* seconds, 300 */
+    long negative_ttl;           /* seconds, 30 */
+    long stale_while_revalidate; /* seconds, 60 */
+    long stale_if_error;         /* seconds, 3600 */
 
     struct config_client *clients;
     size_t n_clients;
 
     /* internal */
-    char *path;                      /* main file, for reload */
-    int refs;                        /* atomic; starts at 1 */
+    char *path; /* main file, for reload */
+    int refs;   /* atomic; starts at 1 */
 };
 
 /* One problem found while loading: "FILE:LINE: message". */

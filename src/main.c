@@ -37,10 +37,10 @@ struct control {
     struct event *sig_hup, *sig_term, *sig_int;
     struct event *worker_exit_ev; /* activated by workers as they finish */
     struct event *shutdown_timer;
-    struct event *tick;           /* watchdog + STATUS */
+    struct event *tick; /* watchdog + STATUS */
     size_t workers_running;
     bool shutting_down;
-    struct metrics_summary last;  /* for the request rate in STATUS= */
+    struct metrics_summary last; /* for the request rate in STATUS= */
 };
 
 static void usage(FILE *out)
@@ -298,8 +298,8 @@ out:
     for (size_t i = 0; i < ctl.srv.n_workers; i++)
         worker_free(ctl.srv.workers[i]);
     free(ctl.srv.workers);
-    struct event *evs[] = {ctl.sig_hup, ctl.sig_term, ctl.sig_int, ctl.worker_exit_ev,
-                           ctl.shutdown_timer, ctl.tick};
+    struct event *evs[] = {ctl.sig_hup,        ctl.sig_term,       ctl.sig_int,
+                           ctl.worker_exit_ev, ctl.shutdown_timer, ctl.tick};
     for (size_t i = 0; i < UG_ARRAY_LEN(evs); i++)
         if (evs[i])
             event_free(evs[i]);

@@ -28,8 +28,8 @@ struct metrics_shard {
     int64_t gauges[MGAUGE_COUNT];
 };
 
-static const char *const cache_results[MC_COUNT] = {
-    "hit", "miss", "stale", "negative_hit", "bypass", "error", "coalesced"};
+static const char *const cache_results[MC_COUNT] = {"hit",    "miss",  "stale",    "negative_hit",
+                                                    "bypass", "error", "coalesced"};
 static const char *const api_names[API_COUNT] = {"conversations", "chat"};
 
 /* Unlabelled counters: rows with the same family render under one HELP/TYPE. */
@@ -85,13 +85,21 @@ enum family_id {
 static const struct {
     const char *name, *type, *help;
 } families[F_COUNT] = {
-    [F_REQUESTS] = {"usergate_requests_total", "counter", "Client requests answered, by route and status code."},
-    [F_REQUEST_DURATION] = {"usergate_request_duration_seconds", "histogram", "Time from request parsed to response queued, by route."},
-    [F_CACHE_LOOKUPS] = {"usergate_cache_lookups_total", "counter", "Cache lookups on fetch routes, by route and result."},
-    [F_HIT_RATIO] = {"usergate_cache_hit_ratio", "gauge", "(hit + negative_hit + stale) / (those + miss) since start, by route."},
-    [F_UPSTREAM_REQUESTS] = {"usergate_upstream_requests_total", "counter", "Requests sent to Twilio, by API and status code (error = no HTTP answer)."},
-    [F_UPSTREAM_DURATION] = {"usergate_upstream_duration_seconds", "histogram", "Twilio request duration, by API."},
-    [F_BUILD_INFO] = {"usergate_build_info", "gauge", "Always 1; the version label names the build."},
+    [F_REQUESTS] = {"usergate_requests_total", "counter",
+                    "Client requests answered, by route and status code."},
+    [F_REQUEST_DURATION] = {"usergate_request_duration_seconds", "histogram",
+                            "Time from request parsed to response queued, by route."},
+    [F_CACHE_LOOKUPS] = {"usergate_cache_lookups_total", "counter",
+                         "Cache lookups on fetch routes, by route and result."},
+    [F_HIT_RATIO] = {"usergate_cache_hit_ratio", "gauge",
+                     "(hit + negative_hit + stale) / (those + miss) since start, by route."},
+    [F_UPSTREAM_REQUESTS] =
+        {"usergate_upstream_requests_total", "counter",
+         "Requests sent to Twilio, by API and status code (error = no HTTP answer)."},
+    [F_UPSTREAM_DURATION] = {"usergate_upstream_duration_seconds", "histogram",
+                             "Twilio request duration, by API."},
+    [F_BUILD_INFO] = {"usergate_build_info", "gauge",
+                      "Always 1; the version label names the build."},
 };
 
 struct metrics_shard *metrics_shard_new(void)

@@ -46,10 +46,10 @@ enum metric_counter {
 
 /* Gauges set by a worker (summed across workers, except redis_up: min). */
 enum metric_gauge {
-    MGAUGE_REDIS_UP = 0,       /* usergate_redis_up (1 only if every worker's connection is up) */
-    MGAUGE_CONNECTIONS,        /* usergate_connections */
-    MGAUGE_UPSTREAM_INFLIGHT,  /* usergate_upstream_inflight */
-    MGAUGE_UPSTREAM_QUEUE,     /* usergate_upstream_queue_depth */
+    MGAUGE_REDIS_UP = 0,      /* usergate_redis_up (1 only if every worker's connection is up) */
+    MGAUGE_CONNECTIONS,       /* usergate_connections */
+    MGAUGE_UPSTREAM_INFLIGHT, /* usergate_upstream_inflight */
+    MGAUGE_UPSTREAM_QUEUE,    /* usergate_upstream_queue_depth */
     MGAUGE_COUNT
 };
 
@@ -79,7 +79,7 @@ void metrics_render(struct buf *out, struct metrics_shard *const *shards, size_t
 /* Aggregates for sd_notify STATUS= and usergate -s. */
 struct metrics_summary {
     uint64_t requests;
-    uint64_t hits;     /* hit + negative_hit + stale */
+    uint64_t hits; /* hit + negative_hit + stale */
     uint64_t misses;
 };
 void metrics_summarize(struct metrics_shard *const *shards, size_t n, struct metrics_summary *out);

@@ -24,25 +24,25 @@ enum cache_status { XCACHE_NONE = 0, XCACHE_HIT, XCACHE_MISS, XCACHE_STALE, XCAC
 
 struct request {
     struct worker *w;
-    struct conn *conn;        /* NULL once the client has gone */
-    struct request *next;     /* listener's per-connection FIFO (pipelining order) */
-    uint64_t id;              /* per-process unique, for logs */
-    int64_t start_ms;         /* util_now_ms() at parse completion */
-    struct http1_msg msg;     /* method, target, headers, body */
-    struct config *cfg;       /* snapshot ref taken at start, dropped at finish */
+    struct conn *conn;                  /* NULL once the client has gone */
+    struct request *next;               /* listener's per-connection FIFO (pipelining order) */
+    uint64_t id;                        /* per-process unique, for logs */
+    int64_t start_ms;                   /* util_now_ms() at parse completion */
+    struct http1_msg msg;               /* method, target, headers, body */
+    struct config *cfg;                 /* snapshot ref taken at start, dropped at finish */
     const struct config_client *client; /* after auth; points into cfg */
     struct route_match route;
 
     /* Filled for the access log / metrics as the request proceeds. */
     enum cache_status cache;
-    int upstream_status;      /* 0 = no upstream call */
+    int upstream_status; /* 0 = no upstream call */
     int64_t upstream_ms;
 
     /* Response, serialized by response.c, flushed in order by the listener. */
     struct evbuffer *out;
     int status;
-    bool done;                /* a response_* call happened */
-    bool close_after;         /* Connection: close after this response */
+    bool done;        /* a response_* call happened */
+    bool close_after; /* Connection: close after this response */
 
     /* Router state (opaque to the listener). */
     void *rstate;

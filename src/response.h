@@ -12,12 +12,15 @@
 #include "request.h"
 
 struct response_meta {
-    const char *content_type;  /* NULL = application/json */
-    const char *request_id;    /* upstream Twilio-Request-Id or NULL */
-    long age;                  /* seconds for Age, -1 for none */
-    long retry_after;          /* seconds for Retry-After, -1 for none */
+    const char *content_type; /* NULL = application/json */
+    const char *request_id;   /* upstream Twilio-Request-Id or NULL */
+    long age;                 /* seconds for Age, -1 for none */
+    long retry_after;         /* seconds for Retry-After, -1 for none */
 };
-#define RESPONSE_META_INIT {NULL, NULL, -1, -1}
+#define RESPONSE_META_INIT                                                                         \
+    {                                                                                              \
+        NULL, NULL, -1, -1                                                                         \
+    }
 
 /* Send status + body. X-Cache is taken from req->cache (omitted when
  * XCACHE_NONE). meta may be NULL. */

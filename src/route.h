@@ -36,16 +36,16 @@ const char *route_action_name(enum route_action a);
 
 /* Route ids: one per (family, shape). Used as metric label index. */
 enum route_id {
-    ROUTE_V1_USERS = 0,        /* /v1/Users */
-    ROUTE_V1_USER,             /* /v1/Users/{Sid} */
-    ROUTE_V1_USER_SUB,         /* /v1/Users/{Sid}/Conversations[/{ConversationSid}] */
-    ROUTE_V1S_USERS,           /* /v1/Services/{IS}/Users */
-    ROUTE_V1S_USER,            /* /v1/Services/{IS}/Users/{Sid} */
-    ROUTE_V1S_USER_SUB,        /* /v1/Services/{IS}/Users/{Sid}/Conversations[/…] */
-    ROUTE_V2_USERS,            /* /v2/Services/{IS}/Users */
-    ROUTE_V2_USER,             /* /v2/Services/{IS}/Users/{Sid} */
-    ROUTE_V2_USER_SUB,         /* /v2/Services/{IS}/Users/{Sid}/Channels|Bindings[/…] */
-    ROUTE_NONE,                /* anything else (404) — still counted in metrics */
+    ROUTE_V1_USERS = 0, /* /v1/Users */
+    ROUTE_V1_USER,      /* /v1/Users/{Sid} */
+    ROUTE_V1_USER_SUB,  /* /v1/Users/{Sid}/Conversations[/{ConversationSid}] */
+    ROUTE_V1S_USERS,    /* /v1/Services/{IS}/Users */
+    ROUTE_V1S_USER,     /* /v1/Services/{IS}/Users/{Sid} */
+    ROUTE_V1S_USER_SUB, /* /v1/Services/{IS}/Users/{Sid}/Conversations[/…] */
+    ROUTE_V2_USERS,     /* /v2/Services/{IS}/Users */
+    ROUTE_V2_USER,      /* /v2/Services/{IS}/Users/{Sid} */
+    ROUTE_V2_USER_SUB,  /* /v2/Services/{IS}/Users/{Sid}/Channels|Bindings[/…] */
+    ROUTE_NONE,         /* anything else (404) — still counted in metrics */
     ROUTE_COUNT
 };
 /* Metric label for a route: "/v1/Users/{Sid}" etc.; ROUTE_NONE is "other". */
@@ -71,9 +71,9 @@ struct route_match {
 
 enum route_result {
     ROUTE_OK = 0,
-    ROUTE_NOT_FOUND,       /* 404 20404: not a route usergate serves */
-    ROUTE_BAD_METHOD,      /* 405 20004: known path, method not allowed */
-    ROUTE_BAD_REQUEST,     /* 400: malformed service SID, bad escape, bad identity… (err set) */
+    ROUTE_NOT_FOUND,   /* 404 20404: not a route usergate serves */
+    ROUTE_BAD_METHOD,  /* 405 20004: known path, method not allowed */
+    ROUTE_BAD_REQUEST, /* 400: malformed service SID, bad escape, bad identity… (err set) */
 };
 
 /* Match method ("GET", "POST", "DELETE") and the raw request-target

@@ -28,10 +28,10 @@ struct rstate;
 struct flight {
     struct flight *next; /* bucket chain */
     struct router *r;
-    struct buf key;      /* family tag, service, user: the coalescing identity */
+    struct buf key; /* family tag, service, user: the coalescing identity */
     struct rstate *waiters;
     struct upstream_call *call;
-    struct config *cfg;  /* snapshot used for the fetch and the store */
+    struct config *cfg; /* snapshot used for the fetch and the store */
     struct cache_user cu;
     char service[TWILIO_SID_LEN + 1];
     char *user;
@@ -62,7 +62,7 @@ struct rstate {
     bool has_stale;
     bool no_store; /* Cache-Control: no-store */
     /* Writes: the upstream answer, held while the cache is invalidated. */
-    struct buf body;      /* form re-encoded for upstream */
+    struct buf body; /* form re-encoded for upstream */
     struct buf resp_body;
     int resp_status;
     char content_type[128];
@@ -151,7 +151,8 @@ static void update_upstream_gauges(struct router *r)
 {
     metrics_gauge_set(r->w->metrics, MGAUGE_UPSTREAM_INFLIGHT,
                       (int64_t)upstream_inflight(r->w->upstream));
-    metrics_gauge_set(r->w->metrics, MGAUGE_UPSTREAM_QUEUE, (int64_t)upstream_queued(r->w->upstream));
+    metrics_gauge_set(r->w->metrics, MGAUGE_UPSTREAM_QUEUE,
+                      (int64_t)upstream_queued(r->w->upstream));
 }
 
 static void record_upstream(struct router *r, enum api_family f,
@@ -161,17 +162,17 @@ static void record_upstream(struct router *r, enum api_family f,
         update_upstream_gauges(r);
         return;
     }
-    metrics_upstream(r->w->metrics, family_api(f),
-                     resp->outcome == UPSTREAM_OK ? resp->status : 0, resp->duration_ms);
+    metrics_upstream(r->w->metrics, family_api(f), resp->outcome == UPSTREAM_OK ? resp->status : 0,
+                     resp->duration_ms);
     if (resp->outcome == UPSTREAM_OK && resp->status == 429)
         metrics_inc(r->w->metrics, MCOUNT_UPSTREAM_THROTTLED);
     update_upstream_gauges(r);
 }
 
 static struct upstream_call *start_upstream(struct router *r, const struct config *cfg,
-                                            enum api_family f, const char *method,
-                                            const char *url, const struct buf *body,
-                                            const char *webhook, upstream_cb cb, void *arg)
+                                            enum api_family f, const char *method, const char *url,
+                                            const struct buf *body, const char *webhook,
+                                            upstream_cb cb, void *arg)
 {
     struct upstream_request ureq = {
         .method = method,
@@ -201,7 +202,8 @@ static uint64_t hash_bytes(const char *p, size_t n)
 static struct flight **flight_slot(struct router *r, const struct buf *key)
 {
     struct flight **pp = &r->buckets[hash_bytes(key->data, key->len) % FLIGHT_BUCKETS];
-    while (*pp && !((*pp)->key.len == key->len && memcmp((*pp)->key.data, key->data, key->len) == 0))
+    while (*pp &&
+           !((*pp)->key.len == key->len && memcmp((*pp)->key.data, key->data, key->len) == 0))
         pp = &(*pp)->next;
     return pp;
 }
@@ -255,8 +257,7 @@ static void flight_done(void *arg, const struct upstream_response *resp)
     fl->call = NULL;
     flight_unlink(fl);
     record_upstream(r, fl->cu.family, resp);
-    if (resp->outcome == UPSTREAM_OK && fl->store &&
-        (resp->status == 200 || resp->status == 404)) {
+    if (resp->outcome == UPSTREAM_OK && fl->store && (resp->status == 200 || resp->status == 404)) {
         long ttl = resp->status == 200 ? fl->cfg->ttl : fl->cfg->negative_ttl;
         cache_store(r->w->cache, fl->cfg, &fl->cu, resp->status, resp->body.data, resp->body.len,
                     ttl, NULL, NULL);
@@ -576,8 +577,8 @@ static void forward(struct rstate *rs, const char *method, const struct buf *bod
     buf_puts(&url, family_base(req->cfg, m->family));
     route_upstream_path(m, &url);
     const char *webhook = http1_msg_header(&req->msg, "X-Twilio-Webhook-Enabled");
-    struct upstream_call *c =
-        start_upstream(rs->r, req->cfg, m->family, method, url.data, body, webhook, on_write_done, rs);
+    struct upstream_call *c = start_upstream(rs->r, req->cfg, m->family, method, url.data, body,
+                                             webhook, on_write_done, rs);
     buf_free(&url);
     if (!c)
         finish_error(req, 502, TWILIO_E_UNAVAILABLE, "Cannot start upstream request");
@@ -642,8 +643,8 @@ static void handle_write(struct rstate *rs)
             /* A sub-resource list: same paging rules as user lists. */
             char err[256];
             bool bindings = strncmp(m->sub, "/Bindings", 9) == 0;
-            if (twilio_validate_list_query(m->query, m->query_len, 50, bindings, err,
-                                           sizeof err) < 0) {
+            if (twilio_validate_list_query(m->query, m->query_len, 50, bindings, err, sizeof err) <
+                0) {
                 finish_error(req, 400, TWILIO_E_BAD_REQUEST, err);
                 return;
             }
@@ -707,9 +708,8 @@ void router_handle(struct request *req)
     struct router *r = req->w->router;
     char err[256] = "";
     int code = TWILIO_E_BAD_REQUEST;
-    enum route_result rr =
-        route_match(req->msg.method, req->msg.target, req->msg.target_len, &req->route, &code,
-                    err, sizeof err);
+    enum route_result rr = route_match(req->msg.method, req->msg.target, req->msg.target_len,
+                                       &req->route, &code, err, sizeof err);
 
     req->client = authenticate(req);
     if (!req->client) {
@@ -721,8 +721,7 @@ void router_handle(struct request *req)
     case ROUTE_OK:
         break;
     case ROUTE_NOT_FOUND:
-        response_error(req, 404, TWILIO_E_NOT_FOUND,
-                       "The requested resource was not found");
+        response_error(req, 404, TWILIO_E_NOT_FOUND, "The requested resource was not found");
         return;
     case ROUTE_BAD_METHOD:
         response_error(req, 405, TWILIO_E_METHOD, "Method not allowed on this resource");
@@ -739,8 +738,8 @@ void router_handle(struct request *req)
         return;
     }
     if (!(req->client->allow & ROUTE_ACTION_BIT(m->action))) {
-        snprintf(err, sizeof err, "Client '%s' is not allowed to %s users",
-                 req->client->name, route_action_name(m->action));
+        snprintf(err, sizeof err, "Client '%s' is not allowed to %s users", req->client->name,
+                 route_action_name(m->action));
         response_error(req, 403, TWILIO_E_FORBIDDEN, err);
         return;
     }
@@ -820,9 +819,8 @@ static void learn_start(struct router *r)
     struct config *cfg = r->w->cfg;
     struct buf url = {0};
     buf_printf(&url, "%s/v1/Configuration", cfg->conversations_url);
-    r->learning =
-        start_upstream(r, cfg, FAMILY_V1_DEFAULT, "GET", url.data, NULL, NULL, on_configuration, r) !=
-        NULL;
+    r->learning = start_upstream(r, cfg, FAMILY_V1_DEFAULT, "GET", url.data, NULL, NULL,
+                                 on_configuration, r) != NULL;
     buf_free(&url);
     if (!r->learning) {
         struct timeval tv = {1, 0};

@@ -8,8 +8,8 @@
 
 #include "util.h"
 
-#define TWILIO_SID_LEN 34          /* two letters + 32 hex */
-#define TWILIO_IDENTITY_MAX 256    /* bytes after percent-decoding; longer is 400 */
+#define TWILIO_SID_LEN 34       /* two letters + 32 hex */
+#define TWILIO_IDENTITY_MAX 256 /* bytes after percent-decoding; longer is 400 */
 #define TWILIO_ATTRIBUTES_MAX 16384
 #define TWILIO_FRIENDLY_NAME_MAX 256
 
@@ -18,16 +18,16 @@ bool twilio_is_sid(const char *s, size_t n, const char *prefix);
 
 /* Twilio error codes usergate produces itself. */
 enum {
-    TWILIO_E_BAD_REQUEST = 20001,   /* 400 generic invalid parameter */
-    TWILIO_E_AUTH = 20003,          /* 401 */
-    TWILIO_E_FORBIDDEN = 20403,     /* 403 */
-    TWILIO_E_NOT_FOUND = 20404,     /* 404 */
-    TWILIO_E_METHOD = 20004,        /* 405 */
-    TWILIO_E_TOO_LARGE = 21617,     /* 413 */
-    TWILIO_E_TOO_MANY = 20429,      /* 429 */
-    TWILIO_E_INTERNAL = 20500,      /* 500 */
-    TWILIO_E_UNAVAILABLE = 20503,   /* 502/503: upstream unreachable */
-    TWILIO_E_TIMEOUT = 20504,       /* 504: upstream timed out */
+    TWILIO_E_BAD_REQUEST = 20001, /* 400 generic invalid parameter */
+    TWILIO_E_AUTH = 20003,        /* 401 */
+    TWILIO_E_FORBIDDEN = 20403,   /* 403 */
+    TWILIO_E_NOT_FOUND = 20404,   /* 404 */
+    TWILIO_E_METHOD = 20004,      /* 405 */
+    TWILIO_E_TOO_LARGE = 21617,   /* 413 */
+    TWILIO_E_TOO_MANY = 20429,    /* 429 */
+    TWILIO_E_INTERNAL = 20500,    /* 500 */
+    TWILIO_E_UNAVAILABLE = 20503, /* 502/503: upstream unreachable */
+    TWILIO_E_TIMEOUT = 20504,     /* 504: upstream timed out */
     TWILIO_E_IDENTITY_IS_SID = 50206,
 };
 

@@ -25,12 +25,12 @@ struct listener;
 struct worker;
 
 struct server {
-    pthread_mutex_t lock;      /* guards cfg and default_service */
-    struct config *cfg;        /* current snapshot (a reference) */
+    pthread_mutex_t lock;                     /* guards cfg and default_service */
+    struct config *cfg;                       /* current snapshot (a reference) */
     char default_service[TWILIO_SID_LEN + 1]; /* learned or configured; "" = unknown */
     struct worker **workers;
     size_t n_workers;
-    int stopping;              /* atomic: set once shutdown begins */
+    int stopping;                  /* atomic: set once shutdown begins */
     struct upstream_limits limits; /* max_inflight / queue_size across all workers */
 };
 
@@ -45,23 +45,23 @@ struct worker {
     int index;
     pthread_t thread;
     struct event_base *base;
-    struct config *cfg;              /* this worker's snapshot (one reference) */
+    struct config *cfg; /* this worker's snapshot (one reference) */
     struct metrics_shard *metrics;
     struct upstream *upstream;
     struct redis *redis;
     struct cache *cache;
     struct router *router;
-    struct listener *listener;       /* owned by listener.c */
-    int *listen_fds;                 /* bound before the thread starts */
+    struct listener *listener; /* owned by listener.c */
+    int *listen_fds;           /* bound before the thread starts */
     size_t n_listen_fds;
-    int *unix_fds;                   /* worker 0: unix listeners shared with the others */
-    struct event *notify_ev;         /* cross-thread wake-up (config swap, shutdown) */
-    int pending_flags;               /* atomic: WORKER_F_* set by main, read by the worker */
+    int *unix_fds;           /* worker 0: unix listeners shared with the others */
+    struct event *notify_ev; /* cross-thread wake-up (config swap, shutdown) */
+    int pending_flags;       /* atomic: WORKER_F_* set by main, read by the worker */
     uint64_t next_request_id;
-    bool draining;                   /* stop accepting; exit when no requests left */
-    bool started;                    /* thread running (main joins it) */
-    int exited;                      /* atomic: loop finished */
-    struct event *exit_ev;           /* main's event, activated when the loop finishes */
+    bool draining;         /* stop accepting; exit when no requests left */
+    bool started;          /* thread running (main joins it) */
+    int exited;            /* atomic: loop finished */
+    struct event *exit_ev; /* main's event, activated when the loop finishes */
 };
 
 #define WORKER_F_RELOAD 1
