@@ -164,16 +164,20 @@ static void record_upstream(struct router *r, enum api_family f,
     }
     metrics_upstream(r->w->metrics, family_api(f), resp->outcome == UPSTREAM_OK ? resp->status : 0,
                      resp->duration_ms);
+    for (int i = 0; i < resp->retries; i++)
+        metrics_inc(r->w->metrics, MCOUNT_UPSTREAM_RETRIES);
     if (resp->outcome == UPSTREAM_OK && resp->status == 429)
         metrics_inc(r->w->metrics, MCOUNT_UPSTREAM_THROTTLED);
     update_upstream_gauges(r);
 }
 
 static struct upstream_call *start_upstream(struct router *r, const struct config *cfg,
-                                            enum api_family f, const char *method, const char *url,
+                                            enum api_family f, const char *service,
+                                            const char *method, const char *url,
                                             const struct buf *body, const char *webhook,
                                             upstream_cb cb, void *arg)
 {
+    bool read = strcmp(method, "GET") == 0;
     struct upstream_request ureq = {
         .method = method,
         .url = url,
@@ -181,6 +185,8 @@ static struct upstream_call *start_upstream(struct router *r, const struct confi
         .body_len = body ? body->len : 0,
         .webhook_enabled = webhook,
         .api = api_label(f),
+        .pace_key = read ? NULL : service,
+        .idempotent = read,
     };
     struct upstream_call *c = upstream_start(r->w->upstream, cfg, &ureq, cb, arg);
     update_upstream_gauges(r);
@@ -343,7 +349,8 @@ static bool flight_join(struct router *r, struct rstate *rs, const struct cache_
         struct buf url = {0};
         buf_puts(&url, family_base(cfg, m->family));
         route_upstream_path(m, &url);
-        fl->call = start_upstream(r, cfg, m->family, "GET", url.data, NULL, NULL, flight_done, fl);
+        fl->call = start_upstream(r, cfg, m->family, fl->service, "GET", url.data, NULL, NULL,
+                                  flight_done, fl);
         buf_free(&url);
         if (!fl->call) {
             flight_free(fl);
@@ -577,8 +584,8 @@ static void forward(struct rstate *rs, const char *method, const struct buf *bod
     buf_puts(&url, family_base(req->cfg, m->family));
     route_upstream_path(m, &url);
     const char *webhook = http1_msg_header(&req->msg, "X-Twilio-Webhook-Enabled");
-    struct upstream_call *c = start_upstream(rs->r, req->cfg, m->family, method, url.data, body,
-                                             webhook, on_write_done, rs);
+    struct upstream_call *c = start_upstream(rs->r, req->cfg, m->family, rs->service, method,
+                                             url.data, body, webhook, on_write_done, rs);
     buf_free(&url);
     if (!c)
         finish_error(req, 502, TWILIO_E_UNAVAILABLE, "Cannot start upstream request");
@@ -819,7 +826,7 @@ static void learn_start(struct router *r)
     struct config *cfg = r->w->cfg;
     struct buf url = {0};
     buf_printf(&url, "%s/v1/Configuration", cfg->conversations_url);
-    r->learning = start_upstream(r, cfg, FAMILY_V1_DEFAULT, "GET", url.data, NULL, NULL,
+    r->learning = start_upstream(r, cfg, FAMILY_V1_DEFAULT, NULL, "GET", url.data, NULL, NULL,
                                  on_configuration, r) != NULL;
     buf_free(&url);
     if (!r->learning) {

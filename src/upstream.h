@@ -38,6 +38,7 @@ struct upstream_response {
     char request_id[64];    /* Twilio-Request-Id, "" if none */
     long retry_after;       /* seconds from Retry-After, -1 if none */
     int64_t duration_ms;
+    int retries;                    /* attempts made beyond the first */
     char error[CURL_ERROR_SIZE_UG]; /* transport error text, "" when OK */
 };
 
@@ -52,6 +53,12 @@ struct upstream_request {
     size_t body_len;
     const char *webhook_enabled; /* X-Twilio-Webhook-Enabled value to pass through, or NULL */
     const char *api;             /* metric label: "conversations" | "chat" */
+    /* Write pacing: the service SID a create/update/delete belongs to (paced at
+     * writes_per_second per service across all workers), NULL for reads. */
+    const char *pace_key;
+    /* GETs may be retried after they reached Twilio (5xx, 429); writes only
+     * when they provably never left (connect failure). */
+    bool idempotent;
 };
 
 /* Process-wide limits shared by every worker's upstream (atomics): at most
