@@ -64,6 +64,8 @@ curl -sf -o /dev/null -D - -H "$auth" "http://127.0.0.1:$gport$path" | grep -qi 
 
 # nginx peers (one worker each, like workers = 1 above)
 mkdir -p "$work/nginx/cache"
+# nginx workers drop privileges: let them reach the cache.
+chmod 755 "$work" && chmod 777 "$work/nginx" "$work/nginx/cache"
 printf '%s' "$body" >"$work/user.json"
 cat >"$work/nginx.conf" <<NGX
 worker_processes 1;
@@ -95,7 +97,7 @@ NGX
 nginx -c "$work/nginx.conf" -p "$work" &
 pids+=($!)
 sleep 0.5
-curl -sf -o /dev/null "http://127.0.0.1:$pport$path"
+curl -sf -o /dev/null "http://127.0.0.1:$pport$path" || { echo "nginx proxy peer failed"; cat "$work/nginx-error.log"; exit 1; }
 
 run() { # label url [header]
     local out
