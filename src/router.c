@@ -13,6 +13,7 @@
 #include "cache.h"
 #include "config.h"
 #include "entry.h"
+#include "links.h"
 #include "log.h"
 #include "metrics.h"
 #include "request.h"
@@ -114,12 +115,26 @@ static void finish_error(struct request *req, int status, int code, const char *
     response_error(req, status, code, msg);
 }
 
+/* Bodies keep Twilio's URLs in the cache; with public_url set they are
+ * rewritten on the way out so clients following url/links/next_page_url stay
+ * behind the gateway. */
 static void finish(struct request *req, int status, const struct response_meta *meta,
                    const char *body, size_t len)
 {
     rstate_free(req->rstate);
     req->on_abort = NULL;
+    const struct config *cfg = req->cfg;
+    struct buf rewritten = {0};
+    if (cfg->public_url) {
+        const char *bases[] = {cfg->conversations_url, cfg->chat_url,
+                               "https://conversations.twilio.com", "https://chat.twilio.com", NULL};
+        if (links_rewrite(body, len, bases, cfg->public_url, &rewritten)) {
+            body = rewritten.data;
+            len = rewritten.len;
+        }
+    }
     response_send(req, status, meta, body, len);
+    buf_free(&rewritten);
 }
 
 /* ---- upstream outcome -> client answer ---- */
@@ -281,16 +296,8 @@ static void flight_done(void *arg, const struct upstream_response *resp)
 }
 
 /* The client went away while waiting on a flight: stop waiting, and cancel the
- * fetch if nobody else waits for it. Answered from the loop, not from inside
- * the listener's teardown. */
-static void abort_deferred(evutil_socket_t fd, short what, void *arg)
-{
-    struct request *req = arg;
-    (void)fd;
-    (void)what;
-    finish_error(req, 499, TWILIO_E_BAD_REQUEST, "Client closed the request");
-}
-
+ * fetch if nobody else waits for it. The listener has already detached req, so
+ * answering here only records it (499, as nginx logs it) and frees it. */
 static void fetch_abort(struct request *req)
 {
     struct rstate *rs = req->rstate;
@@ -305,7 +312,7 @@ static void fetch_abort(struct request *req)
     rs->flight = NULL;
     if (!fl->waiters && fl->call)
         upstream_cancel(fl->call); /* flight_done runs later with CANCELLED */
-    event_base_once(req->w->base, -1, EV_TIMEOUT, abort_deferred, req, NULL);
+    finish_error(req, 499, TWILIO_E_BAD_REQUEST, "Client closed the request");
 }
 
 static void flight_key(struct buf *key, enum api_family f, const char *service, const char *user,
