@@ -68,11 +68,28 @@ struct lookup {
     char *ident; /* identity the entry must carry (requested, or from the alias) */
     size_t ident_len;
     struct buf key;
+    int64_t epoch; /* invalidation counter seen by the first read, -1 unknown */
 };
+
+/* The counter element of an MGET: absent = 0 (no invalidation yet). */
+static int64_t parse_epoch(const struct redis_reply *rep)
+{
+    if (rep->type == REDIS_R_NIL)
+        return 0;
+    if (rep->type != REDIS_R_STRING || rep->len == 0 || rep->len > 19)
+        return -1;
+    int64_t v = 0;
+    for (size_t i = 0; i < rep->len; i++) {
+        if (rep->str[i] < '0' || rep->str[i] > '9')
+            return -1;
+        v = v * 10 + (rep->str[i] - '0');
+    }
+    return v;
+}
 
 static void lookup_finish(struct lookup *st, enum cache_result res, const struct entry *e)
 {
-    st->cb(st->arg, res, e);
+    st->cb(st->arg, res, e, res == CACHE_ERROR ? -1 : st->epoch);
     free(st->k.block);
     free(st->ident);
     buf_free(&st->key);
@@ -86,9 +103,8 @@ static bool bytes_eq(const char *a, size_t alen, const char *b, size_t blen)
 
 /* The user entry, found under an identity (asked for directly or via the
  * SID alias). */
-static void on_user_get(void *arg, const struct redis_reply *rep)
+static void user_reply(struct lookup *st, const struct redis_reply *rep)
 {
-    struct lookup *st = arg;
     struct entry e;
     enum cache_result res = CACHE_ABSENT;
     if (rep->type == REDIS_R_STRING) {
@@ -111,15 +127,33 @@ static void on_user_get(void *arg, const struct redis_reply *rep)
     lookup_finish(st, res, res == CACHE_FOUND ? &e : NULL);
 }
 
-/* MGET alias, negative-entry-under-SID. */
-static void on_sid_mget(void *arg, const struct redis_reply *rep)
+static void on_user_get(void *arg, const struct redis_reply *rep)
+{
+    user_reply(arg, rep);
+}
+
+/* MGET entry, counter. */
+static void on_ident_mget(void *arg, const struct redis_reply *rep)
 {
     struct lookup *st = arg;
     if (rep->type != REDIS_R_ARRAY || rep->n_elements != 2) {
         lookup_finish(st, CACHE_ERROR, NULL);
         return;
     }
+    st->epoch = parse_epoch(&rep->elements[1]);
+    user_reply(st, &rep->elements[0]);
+}
+
+/* MGET alias, negative-entry-under-SID, counter. */
+static void on_sid_mget(void *arg, const struct redis_reply *rep)
+{
+    struct lookup *st = arg;
+    if (rep->type != REDIS_R_ARRAY || rep->n_elements != 3) {
+        lookup_finish(st, CACHE_ERROR, NULL);
+        return;
+    }
     const struct redis_reply *alias = &rep->elements[0], *neg = &rep->elements[1];
+    st->epoch = parse_epoch(&rep->elements[2]);
     if (alias->type == REDIS_R_STRING && alias->len > 0) {
         /* The positive path wins over a negative entry: an alias is only
          * ever written from a 200 for this SID. */
@@ -159,6 +193,7 @@ void cache_lookup(struct cache *c, const struct config *cfg, const struct cache_
     st->arg = arg;
     st->family = u->family;
     st->by_sid = u->user_is_sid;
+    st->epoch = -1;
     if (u->user_len == 0 || (u->user_is_sid && u->user_len != TWILIO_SID_LEN)) {
         redis_call_soon(c->r, on_lookup_none, st);
         return;
@@ -169,9 +204,12 @@ void cache_lookup(struct cache *c, const struct config *cfg, const struct cache_
         st->ident_len = u->user_len;
         entry_user_key(&st->key, cfg->key_prefix, u->account, u->family, u->service, u->user,
                        u->user_len);
-        const char *argv[2] = {"GET", st->key.data};
-        size_t lens[2] = {3, st->key.len};
-        redis_command(c->r, on_user_get, st, 2, argv, lens);
+        struct buf clock = {0};
+        entry_clock_key(&clock, cfg->key_prefix, u->account);
+        const char *argv[3] = {"MGET", st->key.data, clock.data};
+        size_t lens[3] = {4, st->key.len, clock.len};
+        redis_command(c->r, on_ident_mget, st, 3, argv, lens);
+        buf_free(&clock);
         return;
     }
     char sid[TWILIO_SID_LEN + 1];
@@ -182,10 +220,13 @@ void cache_lookup(struct cache *c, const struct config *cfg, const struct cache_
     entry_alias_key(&alias, cfg->key_prefix, u->account, u->service, sid);
     entry_user_key(&st->key, cfg->key_prefix, u->account, u->family, u->service, sid,
                    TWILIO_SID_LEN);
-    const char *argv[3] = {"MGET", alias.data, st->key.data};
-    size_t lens[3] = {4, alias.len, st->key.len};
-    redis_command(c->r, on_sid_mget, st, 3, argv, lens);
+    struct buf clock = {0};
+    entry_clock_key(&clock, cfg->key_prefix, u->account);
+    const char *argv[4] = {"MGET", alias.data, st->key.data, clock.data};
+    size_t lens[4] = {4, alias.len, st->key.len, clock.len};
+    redis_command(c->r, on_sid_mget, st, 4, argv, lens);
     buf_free(&alias);
+    buf_free(&clock);
 }
 
 /* ---- store */
@@ -193,17 +234,27 @@ void cache_lookup(struct cache *c, const struct config *cfg, const struct cache_
 struct store {
     cache_done_cb cb;
     void *arg;
-    int waiting; /* replies still due */
     bool ok;
 };
+
+/* Store only if no tombstone of this user is newer than the epoch the lookup
+ * saw. KEYS: entry, alias (= entry when none), tombstones...; ARGV: value,
+ * PX, alias value, epoch, "1" to write the alias. Returns 1 stored, 0 refused. */
+static const char store_script[] =
+    "local e = tonumber(ARGV[4])\n"
+    "for i = 3, #KEYS do\n"
+    "  local g = redis.call('GET', KEYS[i])\n"
+    "  if g and tonumber(g) > e then return 0 end\n"
+    "end\n"
+    "redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])\n"
+    "if ARGV[5] == '1' then redis.call('SET', KEYS[2], ARGV[3], 'PX', ARGV[2]) end\n"
+    "return 1\n";
 
 static void store_reply(void *arg, const struct redis_reply *rep)
 {
     struct store *st = arg;
-    if (rep->type != REDIS_R_STATUS)
-        st->ok = false;
-    if (--st->waiting > 0)
-        return;
+    /* A refusal (0) is the coherence rule working, not a failure. */
+    st->ok = rep->type == REDIS_R_INTEGER;
     if (st->cb)
         st->cb(st->arg, st->ok);
     free(st);
@@ -219,17 +270,9 @@ static void store_soon(void *arg, const struct redis_reply *rep)
     free(st);
 }
 
-static void set_px(struct redis *r, struct store *st, const struct buf *key, const char *val,
-                   size_t val_len, const char *px)
-{
-    const char *argv[5] = {"SET", key->data, val, "PX", px};
-    size_t lens[5] = {3, key->len, val_len, 2, strlen(px)};
-    st->waiting++;
-    redis_command(r, store_reply, st, 5, argv, lens);
-}
-
 void cache_store(struct cache *c, const struct config *cfg, const struct cache_user *u, int status,
-                 const char *body, size_t body_len, long ttl_s, cache_done_cb cb, void *arg)
+                 const char *body, size_t body_len, long ttl_s, int64_t epoch, cache_done_cb cb,
+                 void *arg)
 {
     struct store *st = util_calloc(1, sizeof *st);
     st->cb = cb;
@@ -239,6 +282,8 @@ void cache_store(struct cache *c, const struct config *cfg, const struct cache_u
     char sid[TWILIO_SID_LEN + 1] = "";
     char identity[TWILIO_IDENTITY_MAX + 1];
     struct entry e = {.status = status, .sid = "", .body = body, .body_len = body_len};
+    if (epoch < 0)
+        goto fail; /* no lookup saw the counter: cannot prove the fetch is current */
     if (status == 200) {
         /* The body, not the request, says who this is: a fetch by SID
          * learns the identity here. */
@@ -267,25 +312,50 @@ void cache_store(struct cache *c, const struct config *cfg, const struct cache_u
         goto done;
     e.stored_ms = util_wall_ms();
     e.fresh_until_ms = e.stored_ms + fresh_ms;
-    char pxs[24];
+    char pxs[24], eps[24];
     snprintf(pxs, sizeof pxs, "%" PRId64, px);
+    snprintf(eps, sizeof eps, "%" PRId64, epoch);
 
-    struct buf key = {0}, val = {0};
+    enum { K_ENTRY, K_ALIAS, K_TOMB_A, K_TOMB_B, K_MAX };
+    struct buf keys[K_MAX] = {{0}}, val = {0};
+    int nkeys = 3;
     entry_encode(&val, &e);
     if (status == 200) {
-        entry_user_key(&key, cfg->key_prefix, u->account, u->family, u->service, e.identity,
-                       e.identity_len);
-        set_px(c->r, st, &key, val.data, val.len, pxs);
+        entry_user_key(&keys[K_ENTRY], cfg->key_prefix, u->account, u->family, u->service,
+                       e.identity, e.identity_len);
         /* Same lifetime as the entry, rewritten with every store, so the
          * alias never expires before the entry it leads to. */
-        entry_alias_key(&key, cfg->key_prefix, u->account, u->service, sid);
-        set_px(c->r, st, &key, identity, e.identity_len, pxs);
+        entry_alias_key(&keys[K_ALIAS], cfg->key_prefix, u->account, u->service, sid);
+        entry_tomb_key(&keys[K_TOMB_A], cfg->key_prefix, u->account, u->service, e.identity,
+                       e.identity_len);
+        entry_tomb_key(&keys[K_TOMB_B], cfg->key_prefix, u->account, u->service, sid, e.sid_len);
+        nkeys = 4;
     } else {
-        entry_user_key(&key, cfg->key_prefix, u->account, u->family, u->service, u->user,
+        entry_user_key(&keys[K_ENTRY], cfg->key_prefix, u->account, u->family, u->service, u->user,
                        u->user_len);
-        set_px(c->r, st, &key, val.data, val.len, pxs);
+        entry_user_key(&keys[K_ALIAS], cfg->key_prefix, u->account, u->family, u->service, u->user,
+                       u->user_len);
+        entry_tomb_key(&keys[K_TOMB_A], cfg->key_prefix, u->account, u->service, u->user,
+                       u->user_len);
     }
-    buf_free(&key);
+    char nk[12];
+    snprintf(nk, sizeof nk, "%d", nkeys);
+    const char *argv[3 + K_MAX + 5] = {"EVAL", store_script, nk};
+    size_t lens[3 + K_MAX + 5] = {4, sizeof store_script - 1, strlen(nk)};
+    int argc = 3;
+    for (int k = 0; k < nkeys; k++, argc++) {
+        argv[argc] = keys[k].data;
+        lens[argc] = keys[k].len;
+    }
+    const char *args[5] = {val.data, pxs, e.identity, eps, status == 200 ? "1" : "0"};
+    size_t alens[5] = {val.len, strlen(pxs), e.identity_len, strlen(eps), 1};
+    for (int a = 0; a < 5; a++, argc++) {
+        argv[argc] = args[a];
+        lens[argc] = alens[a];
+    }
+    redis_command(c->r, store_reply, st, argc, argv, lens);
+    for (int k = 0; k < K_MAX; k++)
+        buf_free(&keys[k]);
     buf_free(&val);
     return;
 
@@ -306,7 +376,18 @@ struct inval {
     void *arg;
     struct keyparts k;
     bool partial; /* the alias could not be read: identity keys may survive */
+    char tomb_px[24];
 };
+
+/* KEYS: counter, keys to delete..., tombstones (ARGV[1] of them); ARGV[2]:
+ * tombstone PX. One script, so the counter, the deletes and the tombstones
+ * change together. */
+static const char inval_script[] =
+    "local c = redis.call('INCR', KEYS[1])\n"
+    "local nt = tonumber(ARGV[1])\n"
+    "for i = 2, #KEYS - nt do redis.call('DEL', KEYS[i]) end\n"
+    "for i = #KEYS - nt + 1, #KEYS do redis.call('SET', KEYS[i], c, 'PX', ARGV[2]) end\n"
+    "return c\n";
 
 static void inval_finish(struct inval *st, bool ok)
 {
@@ -327,17 +408,16 @@ static void on_nothing(void *arg, const struct redis_reply *rep)
     inval_finish(arg, true);
 }
 
-/* One DEL for every key the user can have in this service: its entry in
- * each family under identity and under SID (negative entries), and the
- * alias. One command, so it succeeds or fails as a whole. */
+/* Every key the user can have in this service goes at once: its entry in each
+ * family under identity and under SID (negative entries), and the alias; the
+ * counter moves on and the user's tombstones record it. */
 static void inval_del(struct inval *st, const char *ident, size_t ident_len)
 {
-    enum { MAX_KEYS = 2 * FAMILY_COUNT + 1 };
+    enum { MAX_KEYS = 1 + 2 * FAMILY_COUNT + 1 + 2 };
     struct buf keys[MAX_KEYS];
-    const char *argv[MAX_KEYS + 1] = {"DEL"};
-    size_t lens[MAX_KEYS + 1] = {3};
-    int n = 0;
     memset(keys, 0, sizeof keys);
+    int n = 0, ntomb = 0;
+    entry_clock_key(&keys[n++], st->k.prefix, st->k.account);
     for (int f = 0; f < FAMILY_COUNT; f++) {
         if (ident)
             entry_user_key(&keys[n++], st->k.prefix, st->k.account, (enum api_family)f,
@@ -348,11 +428,30 @@ static void inval_del(struct inval *st, const char *ident, size_t ident_len)
     }
     if (st->k.sid[0])
         entry_alias_key(&keys[n++], st->k.prefix, st->k.account, st->k.service, st->k.sid);
-    for (int i = 0; i < n; i++) {
-        argv[i + 1] = keys[i].data;
-        lens[i + 1] = keys[i].len;
+    if (ident) {
+        entry_tomb_key(&keys[n++], st->k.prefix, st->k.account, st->k.service, ident, ident_len);
+        ntomb++;
     }
-    redis_command(st->r, on_del, st, n + 1, argv, lens);
+    if (st->k.sid[0]) {
+        entry_tomb_key(&keys[n++], st->k.prefix, st->k.account, st->k.service, st->k.sid,
+                       strlen(st->k.sid));
+        ntomb++;
+    }
+    char nk[12], nt[12];
+    snprintf(nk, sizeof nk, "%d", n);
+    snprintf(nt, sizeof nt, "%d", ntomb);
+    const char *argv[3 + MAX_KEYS + 2] = {"EVAL", inval_script, nk};
+    size_t lens[3 + MAX_KEYS + 2] = {4, sizeof inval_script - 1, strlen(nk)};
+    int argc = 3;
+    for (int i = 0; i < n; i++, argc++) {
+        argv[argc] = keys[i].data;
+        lens[argc] = keys[i].len;
+    }
+    argv[argc] = nt;
+    lens[argc++] = strlen(nt);
+    argv[argc] = st->tomb_px;
+    lens[argc++] = strlen(st->tomb_px);
+    redis_command(st->r, on_del, st, argc, argv, lens);
     for (int i = 0; i < n; i++)
         buf_free(&keys[i]);
 }
@@ -384,6 +483,11 @@ void cache_invalidate_user(struct cache *c, const struct config *cfg, const char
     if (identity && identity_len == 0)
         identity = NULL;
     keyparts_init(&st->k, cfg->key_prefix, account, service, sid);
+    /* A tombstone must outlive any fetch that could have read the counter
+     * before this invalidation: every retry, the queue wait, and margin. */
+    long long tomb_ms =
+        2LL * (cfg->timeout_ms * (cfg->max_retries + 1) + cfg->queue_timeout_ms) + 5000;
+    snprintf(st->tomb_px, sizeof st->tomb_px, "%lld", tomb_ms);
     if (!identity && !sid) {
         redis_call_soon(c->r, on_nothing, st);
         return;

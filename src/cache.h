@@ -32,10 +32,19 @@ enum cache_result {
     CACHE_ERROR,     /* Redis down/slow/garbled: treat as a miss, do not store */
 };
 
-/* Lookup callback: exactly once; e is valid only during the callback and
+/* Coherence: every invalidation increments the account's counter in Redis and
+ * stamps the user's tombstones (identity and SID) with the new value. A lookup
+ * reports the counter it saw as `epoch` (-1 when unknown); a store carries the
+ * epoch of the lookup that preceded its upstream fetch and is refused (by a
+ * script, atomically) if any tombstone of that user is newer. So a fetch that
+ * overlapped a write can never put the pre-write user back. One clock (Redis),
+ * so instances' wall clocks do not matter.
+ *
+ * Lookup callback: exactly once; e is valid only during the callback and
  * only when result == CACHE_FOUND. A SID lookup resolves the alias and checks
  * the entry's sid equals the requested SID (else CACHE_ABSENT). */
-typedef void (*cache_lookup_cb)(void *arg, enum cache_result result, const struct entry *e);
+typedef void (*cache_lookup_cb)(void *arg, enum cache_result result, const struct entry *e,
+                                int64_t epoch);
 /* Write/invalidate callback: exactly once; ok false if Redis failed (or, for
  * a store, the body was not a user object). May be NULL.
  * No cache callback ever runs from inside the cache_* call that started it.
@@ -51,10 +60,12 @@ void cache_lookup(struct cache *c, const struct config *cfg, const struct cache_
 
 /* Store a fetch result. status 200: body must be a user object — the entry is
  * stored under its identity (from the body) and the SID alias is written; 404:
+ * (epoch < 0: nothing is stored)
  * stored as a negative entry under u->user. ttl_s is the freshness; the Redis
  * key lives ttl_s + max(stale_while_revalidate, stale_if_error) (+ jitter). */
 void cache_store(struct cache *c, const struct config *cfg, const struct cache_user *u, int status,
-                 const char *body, size_t body_len, long ttl_s, cache_done_cb cb, void *arg);
+                 const char *body, size_t body_len, long ttl_s, int64_t epoch, cache_done_cb cb,
+                 void *arg);
 
 /* Remove every key of a user in every API family of u->service: the entries
  * under identity and under sid, and the SID alias. Either may be NULL; with

@@ -28,6 +28,20 @@ void entry_alias_key(struct buf *out, const char *prefix, const char *account, c
     buf_printf(out, "%sa:%s:%s:%s", prefix, account, service, sid);
 }
 
+void entry_clock_key(struct buf *out, const char *prefix, const char *account)
+{
+    buf_reset(out);
+    buf_printf(out, "%sc:%s", prefix, account);
+}
+
+void entry_tomb_key(struct buf *out, const char *prefix, const char *account, const char *service,
+                    const char *ident, size_t ident_len)
+{
+    buf_reset(out);
+    buf_printf(out, "%sg:%s:%s:", prefix, account, service);
+    buf_append(out, ident, ident_len);
+}
+
 /* Redis glob metacharacters are backslash-escaped so a prefix such as
  * "app[1]:" matches itself only. */
 static void glob_escape(struct buf *out, const char *s)

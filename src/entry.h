@@ -23,6 +23,11 @@ void entry_user_key(struct buf *out, const char *prefix, const char *account, en
 /* Append the SID alias key to out (out is reset first). */
 void entry_alias_key(struct buf *out, const char *prefix, const char *account, const char *service,
                      const char *sid);
+/* Coherence keys (see cache.c): the account's invalidation counter, and a
+ * user name's tombstone holding the counter value of its last invalidation. */
+void entry_clock_key(struct buf *out, const char *prefix, const char *account);
+void entry_tomb_key(struct buf *out, const char *prefix, const char *account, const char *service,
+                    const char *ident, size_t ident_len);
 /* Pattern matching every key of one service (for SCAN MATCH in purges);
  * glob metacharacters in prefix are escaped. */
 void entry_service_pattern(struct buf *out, const char *prefix, const char *account,

@@ -38,6 +38,7 @@ struct flight {
     char *user;
     enum route_id route;
     bool store;
+    int64_t epoch; /* invalidation counter seen before the fetch (cache.h) */
 };
 
 struct router {
@@ -61,7 +62,7 @@ struct rstate {
     int stale_status;
     long stale_age;
     bool has_stale;
-    bool no_store; /* Cache-Control: no-store */
+    bool refresh; /* Cache-Control: no-cache: fetch and store, never serve the entry */
     /* Writes: the upstream answer, held while the cache is invalidated. */
     struct buf body; /* form re-encoded for upstream */
     struct buf resp_body;
@@ -281,7 +282,7 @@ static void flight_done(void *arg, const struct upstream_response *resp)
     if (resp->outcome == UPSTREAM_OK && fl->store && (resp->status == 200 || resp->status == 404)) {
         long ttl = resp->status == 200 ? fl->cfg->ttl : fl->cfg->negative_ttl;
         cache_store(r->w->cache, fl->cfg, &fl->cu, resp->status, resp->body.data, resp->body.len,
-                    ttl, NULL, NULL);
+                    ttl, fl->epoch, NULL, NULL);
         metrics_inc(r->w->metrics, MCOUNT_CACHE_STORES);
     }
     struct rstate *rs = fl->waiters;
@@ -329,7 +330,7 @@ static void flight_key(struct buf *key, enum api_family f, const char *service, 
 /* Join (or start) the flight for rs's user. rs == NULL starts a background
  * refresh nobody waits for. Returns false if upstream could not be started. */
 static bool flight_join(struct router *r, struct rstate *rs, const struct cache_user *cu,
-                        struct config *cfg, const struct route_match *m, bool store)
+                        struct config *cfg, const struct route_match *m, bool store, int64_t epoch)
 {
     struct buf key = {0};
     flight_key(&key, cu->family, cu->service, cu->user, cu->user_len);
@@ -346,7 +347,8 @@ static bool flight_join(struct router *r, struct rstate *rs, const struct cache_
         fl->key = key;
         fl->cfg = config_ref(cfg);
         fl->route = m->id;
-        fl->store = store;
+        fl->store = store && epoch >= 0;
+        fl->epoch = epoch;
         snprintf(fl->service, sizeof fl->service, "%s", cu->service);
         fl->user = util_strndup(cu->user, cu->user_len);
         fl->cu = *cu;
@@ -375,16 +377,16 @@ static bool flight_join(struct router *r, struct rstate *rs, const struct cache_
     return true;
 }
 
-static void fetch_upstream(struct rstate *rs, bool store)
+static void fetch_upstream(struct rstate *rs, bool store, int64_t epoch)
 {
     struct request *req = rs->req;
-    if (!flight_join(rs->r, rs, &rs->cu, req->cfg, &req->route, store))
+    if (!flight_join(rs->r, rs, &rs->cu, req->cfg, &req->route, store, epoch))
         finish_error(req, 502, TWILIO_E_UNAVAILABLE, "Cannot start upstream request");
 }
 
 /* ---- fetch ---- */
 
-static void on_lookup(void *arg, enum cache_result result, const struct entry *e)
+static void on_lookup(void *arg, enum cache_result result, const struct entry *e, int64_t epoch)
 {
     struct rstate *rs = arg;
     struct request *req = rs->req;
@@ -393,7 +395,12 @@ static void on_lookup(void *arg, enum cache_result result, const struct entry *e
     if (result == CACHE_ERROR) {
         metrics_cache(m, req->route.id, MC_ERROR);
         req->cache = XCACHE_MISS;
-        fetch_upstream(rs, true);
+        fetch_upstream(rs, true, epoch);
+        return;
+    }
+    if (rs->refresh) {
+        /* Cache-Control: no-cache: the lookup only learned the epoch. */
+        fetch_upstream(rs, true, epoch);
         return;
     }
     if (result == CACHE_FOUND) {
@@ -414,7 +421,7 @@ static void on_lookup(void *arg, enum cache_result result, const struct entry *e
             meta.age = age;
             req->cache = XCACHE_STALE;
             metrics_cache(m, req->route.id, MC_STALE);
-            flight_join(rs->r, NULL, &rs->cu, req->cfg, &req->route, true);
+            flight_join(rs->r, NULL, &rs->cu, req->cfg, &req->route, true, epoch);
             finish(req, e->status, &meta, e->body, e->body_len);
             return;
         }
@@ -427,7 +434,7 @@ static void on_lookup(void *arg, enum cache_result result, const struct entry *e
     }
     metrics_cache(m, req->route.id, MC_MISS);
     req->cache = XCACHE_MISS;
-    fetch_upstream(rs, true);
+    fetch_upstream(rs, true, epoch);
 }
 
 /* Cache-Control request directives the cache honours. */
@@ -471,8 +478,7 @@ static void handle_fetch(struct rstate *rs)
     if (no_cache) {
         metrics_cache(m, req->route.id, MC_BYPASS);
         req->cache = XCACHE_BYPASS;
-        fetch_upstream(rs, true);
-        return;
+        rs->refresh = true;
     }
     cache_lookup(rs->r->w->cache, req->cfg, &rs->cu, on_lookup, rs);
 }

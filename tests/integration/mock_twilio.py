@@ -153,13 +153,16 @@ class MockTwilio:
                 and (prefix is None or r["path"].startswith(prefix))]
 
     def fail(self, prefix="/", status=None, count=None, delay=0.0, drop=False, method=None,
-             body=None):
+             body=None, delay_after=0.0):
         """Make requests whose raw path starts with prefix (and method, if
         given) misbehave: answer status (Twilio-shaped body unless body is
-        given), sleep delay seconds first, or drop the connection. count None =
+        given), sleep delay seconds first, or drop the connection; delay_after
+        sleeps after the answer is computed (a slow network on the way back, so
+        the answer reflects the state before later writes). count None =
         until clear_failures(); else the next count matching requests."""
         rule = {"prefix": prefix, "status": status, "count": count, "delay": float(delay),
-                "drop": bool(drop), "method": method, "body": body}
+                "drop": bool(drop), "method": method, "body": body,
+                "delay_after": float(delay_after)}
         with self.lock:
             self.rules.append(rule)
         return rule
@@ -553,6 +556,8 @@ class _Handler(BaseHTTPRequestHandler):
                 status, obj, extra = m.handle(self.command, self.path, hdrs, body)
             except _Reply as r:
                 status, obj, extra = r.status, r.obj, r.headers
+            if rule and rule.get("delay_after", 0) > 0:
+                time.sleep(rule["delay_after"])
             self._send(status, obj, extra, record=record)
         finally:
             with m.lock:
