@@ -18,7 +18,6 @@
 #include "metrics.h"
 #include "notify.h"
 #include "redis.h"
-#include "stat.h"
 #include "upstream.h"
 #include "worker.h"
 
@@ -48,14 +47,10 @@ static void usage(FILE *out)
 {
     fprintf(out,
             "usage: usergate [-c FILE] [-t] [-V] [-h]\n"
-            "       usergate -s [ADMIN_URL] [-i MS] [-n COUNT]\n"
             "  -c FILE  configuration file (default %s)\n"
             "  -t       check the configuration, print every problem as FILE:LINE: message,\n"
             "           exit 0 if it is valid, 1 if not\n"
             "  -V       print the version and library versions\n"
-            "  -s       live summary of a running gateway from its admin listener\n"
-            "           (default http://127.0.0.1:9090), every -i MS (default 1000),\n"
-            "           -n COUNT times (default: until interrupted)\n"
             "  -h       this help\n",
             DEFAULT_CONFIG);
 }
@@ -194,10 +189,9 @@ static void on_tick(evutil_socket_t fd, short what, void *arg)
 int main(int argc, char **argv)
 {
     const char *path = DEFAULT_CONFIG;
-    bool check_only = false, stat_mode = false;
-    long interval_ms = 1000, iterations = 0;
+    bool check_only = false;
     int opt;
-    while ((opt = getopt(argc, argv, "c:tVhsi:n:")) != -1) {
+    while ((opt = getopt(argc, argv, "c:tVh")) != -1) {
         switch (opt) {
         case 'c':
             path = optarg;
@@ -211,26 +205,12 @@ int main(int argc, char **argv)
         case 'h':
             usage(stdout);
             return 0;
-        case 's':
-            stat_mode = true;
-            break;
-        case 'i':
-        case 'n':
-            if (!util_parse_long(optarg, opt == 'i' ? 100 : 0, 1000000000,
-                                 opt == 'i' ? &interval_ms : &iterations)) {
-                usage(stderr);
-                return 2;
-            }
-            break;
         default:
             usage(stderr);
             return 2;
         }
     }
-    if (stat_mode && optind + 1 >= argc)
-        return stat_main(optind < argc ? argv[optind] : "http://127.0.0.1:9090", (int)interval_ms,
-                         (int)iterations);
-    if (optind != argc || stat_mode) {
+    if (optind != argc) {
         usage(stderr);
         return 2;
     }
