@@ -237,6 +237,29 @@ struct store {
     bool ok;
 };
 
+/* EVAL script with keys[0..nkeys) as KEYS and args[0..nargs) as ARGV, every
+ * one binary-safe. */
+static void eval_script(struct redis *r, const char *script, size_t script_len,
+                        const struct buf *keys, int nkeys, const char *const *args,
+                        const size_t *arg_lens, int nargs, redis_cb cb, void *arg)
+{
+    enum { MAX_ARGS = 24 };
+    char nk[12];
+    snprintf(nk, sizeof nk, "%d", nkeys);
+    const char *argv[MAX_ARGS] = {"EVAL", script, nk};
+    size_t lens[MAX_ARGS] = {4, script_len, strlen(nk)};
+    int argc = 3;
+    for (int k = 0; k < nkeys && argc < MAX_ARGS; k++, argc++) {
+        argv[argc] = keys[k].data;
+        lens[argc] = keys[k].len;
+    }
+    for (int a = 0; a < nargs && argc < MAX_ARGS; a++, argc++) {
+        argv[argc] = args[a];
+        lens[argc] = arg_lens[a];
+    }
+    redis_command(r, cb, arg, argc, argv, lens);
+}
+
 /* Store only if no tombstone of this user is newer than the epoch the lookup
  * saw. KEYS: entry, alias (= entry when none), tombstones...; ARGV: value,
  * PX, alias value, epoch, "1" to write the alias. Returns 1 stored, 0 refused. */
@@ -338,22 +361,10 @@ void cache_store(struct cache *c, const struct config *cfg, const struct cache_u
         entry_tomb_key(&keys[K_TOMB_A], cfg->key_prefix, u->account, u->service, u->user,
                        u->user_len);
     }
-    char nk[12];
-    snprintf(nk, sizeof nk, "%d", nkeys);
-    const char *argv[3 + K_MAX + 5] = {"EVAL", store_script, nk};
-    size_t lens[3 + K_MAX + 5] = {4, sizeof store_script - 1, strlen(nk)};
-    int argc = 3;
-    for (int k = 0; k < nkeys; k++, argc++) {
-        argv[argc] = keys[k].data;
-        lens[argc] = keys[k].len;
-    }
     const char *args[5] = {val.data, pxs, e.identity, eps, status == 200 ? "1" : "0"};
     size_t alens[5] = {val.len, strlen(pxs), e.identity_len, strlen(eps), 1};
-    for (int a = 0; a < 5; a++, argc++) {
-        argv[argc] = args[a];
-        lens[argc] = alens[a];
-    }
-    redis_command(c->r, store_reply, st, argc, argv, lens);
+    eval_script(c->r, store_script, sizeof store_script - 1, keys, nkeys, args, alens, 5,
+                store_reply, st);
     for (int k = 0; k < K_MAX; k++)
         buf_free(&keys[k]);
     buf_free(&val);
@@ -437,21 +448,11 @@ static void inval_del(struct inval *st, const char *ident, size_t ident_len)
                        strlen(st->k.sid));
         ntomb++;
     }
-    char nk[12], nt[12];
-    snprintf(nk, sizeof nk, "%d", n);
+    char nt[12];
     snprintf(nt, sizeof nt, "%d", ntomb);
-    const char *argv[3 + MAX_KEYS + 2] = {"EVAL", inval_script, nk};
-    size_t lens[3 + MAX_KEYS + 2] = {4, sizeof inval_script - 1, strlen(nk)};
-    int argc = 3;
-    for (int i = 0; i < n; i++, argc++) {
-        argv[argc] = keys[i].data;
-        lens[argc] = keys[i].len;
-    }
-    argv[argc] = nt;
-    lens[argc++] = strlen(nt);
-    argv[argc] = st->tomb_px;
-    lens[argc++] = strlen(st->tomb_px);
-    redis_command(st->r, on_del, st, argc, argv, lens);
+    const char *args[2] = {nt, st->tomb_px};
+    size_t alens[2] = {strlen(nt), strlen(st->tomb_px)};
+    eval_script(st->r, inval_script, sizeof inval_script - 1, keys, n, args, alens, 2, on_del, st);
     for (int i = 0; i < n; i++)
         buf_free(&keys[i]);
 }
