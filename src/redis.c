@@ -35,6 +35,17 @@
 /* A server that lets this many commands in a row time out is treated as
  * gone: a fresh connection is cheaper than a queue of doomed commands. */
 #define MAX_TIMEOUTS_IN_ROW 3
+/* Circuit breaker: after this many failed commands in a row (timeouts or
+ * error replies; counted across reconnects, so a server that answers the
+ * handshake but not the commands cannot keep costing a deadline per request
+ * through reconnect cycles), Redis is skipped for a while:
+ * commands fail at once, so requests go upstream without waiting out a
+ * deadline each. One probe command is let through when the interval ends;
+ * its success closes the breaker, its failure reopens it for twice as long. A
+ * breaker that stayed closed for BREAKER_MAX_MS starts again from the minimum. */
+#define BREAKER_FAILS MAX_TIMEOUTS_IN_ROW
+#define BREAKER_MIN_MS 1000
+#define BREAKER_MAX_MS 30000
 
 struct pending {
     struct redis *r;
@@ -44,6 +55,7 @@ struct pending {
     unsigned gen;                /* connection it was sent on */
     bool in_hiredis;             /* hiredis will call on_reply with it exactly once */
     bool timed_out;              /* cb already had its ERROR; on_reply only frees */
+    bool probe;                  /* the half-open breaker's test command */
     struct pending *prev, *next; /* in r->pending while cb is still owed */
 };
 
@@ -68,6 +80,12 @@ struct redis {
     int depth;  /* nesting of hiredis callbacks we are inside */
     int timeouts_in_row;
     long backoff_ms;
+    /* circuit breaker */
+    int fails_in_row;
+    bool breaker_open;
+    bool probing; /* the probe is in flight */
+    long breaker_ms;
+    int64_t breaker_until_ms, breaker_closed_ms;
 
     struct event *connect_timer;
     struct event *reconnect_timer;
@@ -78,6 +96,8 @@ struct redis {
     void *state_arg;
     void (*error_cb)(void *arg, bool timeout);
     void *error_arg;
+    void (*breaker_cb)(void *arg, bool open);
+    void *breaker_arg;
 };
 
 static struct timeval ms_tv(long ms)
@@ -132,6 +152,64 @@ static void report_error(struct redis *r, bool timeout)
 {
     if (r->error_cb && !r->freeing)
         r->error_cb(r->error_arg, timeout);
+}
+
+/* ---- circuit breaker */
+
+static void breaker_set(struct redis *r, bool open)
+{
+    if (r->breaker_open == open)
+        return;
+    r->breaker_open = open;
+    if (!open)
+        r->breaker_closed_ms = util_now_ms();
+    if (r->breaker_cb && !r->freeing)
+        r->breaker_cb(r->breaker_arg, open);
+}
+
+static void breaker_trip(struct redis *r)
+{
+    int64_t now = util_now_ms();
+    bool recent = r->breaker_ms > 0 && now - r->breaker_closed_ms < BREAKER_MAX_MS;
+    long ms = recent || r->breaker_open ? r->breaker_ms * 2 : BREAKER_MIN_MS;
+    r->breaker_ms = ms > BREAKER_MAX_MS ? BREAKER_MAX_MS : ms;
+    r->breaker_until_ms = now + r->breaker_ms;
+    r->fails_in_row = 0;
+    r->probing = false;
+    if (!r->freeing)
+        log_warn("redis %s: %d commands in a row failed; skipping Redis for %ld ms", r->addr_text,
+                 BREAKER_FAILS, r->breaker_ms);
+    breaker_set(r, true);
+}
+
+/* The outcome of a command that reached the server (or timed out there). */
+static void breaker_note(struct redis *r, const struct pending *p, bool ok)
+{
+    if (p->probe)
+        r->probing = false;
+    if (ok) {
+        r->fails_in_row = 0;
+        if (p->probe) {
+            log_notice("redis %s: probe succeeded; using Redis again", r->addr_text);
+            breaker_set(r, false);
+        }
+        return;
+    }
+    if (p->probe || (!r->breaker_open && ++r->fails_in_row >= BREAKER_FAILS))
+        breaker_trip(r);
+}
+
+/* Whether a command may be sent now; marks it as the probe when the open
+ * breaker's interval has passed. */
+static bool breaker_admits(struct redis *r, struct pending *p)
+{
+    if (!r->breaker_open)
+        return true;
+    if (r->probing || util_now_ms() < r->breaker_until_ms)
+        return false;
+    p->probe = true;
+    r->probing = true;
+    return true;
 }
 
 /* ---- pending commands */
@@ -225,7 +303,10 @@ static void on_reply(redisAsyncContext *ac, void *reply, void *privdata)
     pending_unlink(r, p);
     r->depth++;
     if (!reply) {
-        /* The context is being freed with this command in flight. */
+        /* The context is being freed with this command in flight: the
+         * reconnect logic owns that; only a lost probe must be re-sent. */
+        if (p->probe)
+            r->probing = false;
         report_error(r, false);
         call_error(p->cb, p->arg, "connection lost");
     } else {
@@ -235,6 +316,7 @@ static void on_reply(redisAsyncContext *ac, void *reply, void *privdata)
         reply_convert(reply, &rep);
         if (rep.type == REDIS_R_ERROR)
             report_error(r, false);
+        breaker_note(r, p, rep.type != REDIS_R_ERROR);
         p->cb(p->arg, &rep);
         reply_release(&rep);
     }
@@ -260,6 +342,7 @@ static void on_timer(evutil_socket_t fd, short what, void *arg)
     p->timed_out = true;
     bool current = p->gen == r->gen;
     report_error(r, true);
+    breaker_note(r, p, false);
     call_error(p->cb, p->arg, "redis command timed out");
     if (current && ++r->timeouts_in_row >= MAX_TIMEOUTS_IN_ROW && r->ac) {
         fail_log(r, "commands keep timing out; reconnecting");
@@ -582,10 +665,14 @@ static void submit(struct redis *r, redis_cb cb, void *arg, int argc, const char
     evtimer_assign(&p->timer, r->base, on_timer, p);
     pending_link(r, p);
     struct timeval tv = {0, 0};
-    if (argv && r->up && r->ac &&
-        redisAsyncCommandArgv(r->ac, on_reply, p, argc, argv, argvlen) == REDIS_OK) {
-        p->in_hiredis = true;
-        tv = ms_tv(r->timeout_ms);
+    if (argv && r->up && r->ac && breaker_admits(r, p)) {
+        if (redisAsyncCommandArgv(r->ac, on_reply, p, argc, argv, argvlen) == REDIS_OK) {
+            p->in_hiredis = true;
+            tv = ms_tv(r->timeout_ms);
+        } else if (p->probe) {
+            p->probe = false;
+            r->probing = false;
+        }
     }
     evtimer_add(&p->timer, &tv);
 }
@@ -616,6 +703,12 @@ void redis_set_error_cb(struct redis *r, void (*cb)(void *arg, bool timeout), vo
 {
     r->error_cb = cb;
     r->error_arg = arg;
+}
+
+void redis_set_breaker_cb(struct redis *r, void (*cb)(void *arg, bool open), void *arg)
+{
+    r->breaker_cb = cb;
+    r->breaker_arg = arg;
 }
 
 #define REDIS_STR2(x) #x

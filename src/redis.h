@@ -68,6 +68,11 @@ void redis_set_state_cb(struct redis *r, void (*cb)(void *arg, bool up), void *a
  * up/down state says it). May be NULL. */
 void redis_set_error_cb(struct redis *r, void (*cb)(void *arg, bool timeout), void *arg);
 
+/* Called when the circuit breaker opens (repeated failures: Redis is skipped
+ * for a growing interval, commands fail at once) and when a probe closes it.
+ * May be NULL. */
+void redis_set_breaker_cb(struct redis *r, void (*cb)(void *arg, bool open), void *arg);
+
 /* Call cb with a REDIS_R_ERROR reply on the next loop turn without sending
  * anything: lets layers above keep their own "never called back from inside
  * the call" promise when they fail before reaching Redis. */

@@ -49,16 +49,28 @@ static void redis_state(void *arg, bool up)
 {
     struct worker *w = arg;
     metrics_gauge_set(w->metrics, MGAUGE_REDIS_UP, up ? 1 : 0);
-    if (up)
+    if (up && w->redis_was_up)
+        metrics_inc(w->metrics, MCOUNT_REDIS_RECONNECTS);
+    if (up) {
+        w->redis_was_up = true;
         log_notice("worker %d: redis connected", w->index);
-    else
+    } else {
         log_warn("worker %d: redis unavailable; serving from upstream", w->index);
+    }
 }
 
 static void redis_error(void *arg, bool timeout)
 {
     struct worker *w = arg;
     metrics_inc(w->metrics, timeout ? MCOUNT_REDIS_TIMEOUTS : MCOUNT_REDIS_ERRORS);
+}
+
+static void redis_breaker(void *arg, bool open)
+{
+    struct worker *w = arg;
+    metrics_gauge_set(w->metrics, MGAUGE_REDIS_BREAKER, open ? 1 : 0);
+    if (open)
+        metrics_inc(w->metrics, MCOUNT_REDIS_BREAKER_TRIPS);
 }
 
 /* While draining, poll until the last in-flight request is answered. */
@@ -122,6 +134,7 @@ struct worker *worker_new(struct server *srv, int index)
     upstream_set_limits(w->upstream, &srv->limits);
     redis_set_state_cb(w->redis, redis_state, w);
     redis_set_error_cb(w->redis, redis_error, w);
+    redis_set_breaker_cb(w->redis, redis_breaker, w);
     w->cache = cache_new(w->redis);
     w->router = router_new(w);
     w->notify_ev = event_new(w->base, -1, 0, on_notify, w);
@@ -220,6 +233,7 @@ void worker_free(struct worker *w)
      * and cache go after them. */
     if (w->upstream)
         upstream_free(w->upstream);
+    w->upstream = NULL; /* redis's last callbacks may try to go upstream: they fail */
     if (w->redis)
         redis_free(w->redis);
     if (w->router)

@@ -49,6 +49,7 @@ struct worker {
     struct metrics_shard *metrics;
     struct upstream *upstream;
     struct redis *redis;
+    bool redis_was_up; /* a later "up" is a reconnect */
     struct cache *cache;
     struct router *router;
     struct listener *listener; /* owned by listener.c */
