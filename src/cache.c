@@ -261,11 +261,15 @@ static void eval_script(struct redis *r, const char *script, size_t script_len,
 }
 
 /* Store only if no tombstone of this user is newer than the epoch the lookup
- * saw. KEYS: entry, alias (= entry when none), tombstones...; ARGV: value,
- * PX, alias value, epoch, "1" to write the alias. Returns 1 stored, 0 refused. */
+ * saw, and the counter has not gone back (Redis restarted or evicted it since
+ * the lookup: tombstones may be lost with it, so nothing proves the fetch is
+ * current). KEYS: entry, alias (= entry when none), counter, tombstones...;
+ * ARGV: value, PX, alias value, epoch, "1" to write the alias. Returns 1
+ * stored, 0 refused. */
 static const char store_script[] =
     "local e = tonumber(ARGV[4])\n"
-    "for i = 3, #KEYS do\n"
+    "if tonumber(redis.call('GET', KEYS[3]) or '0') < e then return 0 end\n"
+    "for i = 4, #KEYS do\n"
     "  local g = redis.call('GET', KEYS[i])\n"
     "  if g and tonumber(g) > e then return 0 end\n"
     "end\n"
@@ -339,9 +343,10 @@ void cache_store(struct cache *c, const struct config *cfg, const struct cache_u
     snprintf(pxs, sizeof pxs, "%" PRId64, px);
     snprintf(eps, sizeof eps, "%" PRId64, epoch);
 
-    enum { K_ENTRY, K_ALIAS, K_TOMB_A, K_TOMB_B, K_MAX };
+    enum { K_ENTRY, K_ALIAS, K_CLOCK, K_TOMB_A, K_TOMB_B, K_MAX };
     struct buf keys[K_MAX] = {{0}}, val = {0};
-    int nkeys = 3;
+    int nkeys = K_TOMB_A + 1;
+    entry_clock_key(&keys[K_CLOCK], cfg->key_prefix, u->account);
     entry_encode(&val, &e);
     if (status == 200) {
         entry_user_key(&keys[K_ENTRY], cfg->key_prefix, u->account, u->family, u->service,
@@ -352,7 +357,7 @@ void cache_store(struct cache *c, const struct config *cfg, const struct cache_u
         entry_tomb_key(&keys[K_TOMB_A], cfg->key_prefix, u->account, u->service, e.identity,
                        e.identity_len);
         entry_tomb_key(&keys[K_TOMB_B], cfg->key_prefix, u->account, u->service, sid, e.sid_len);
-        nkeys = 4;
+        nkeys = K_TOMB_B + 1;
     } else {
         entry_user_key(&keys[K_ENTRY], cfg->key_prefix, u->account, u->family, u->service, u->user,
                        u->user_len);
@@ -386,6 +391,8 @@ struct inval {
     cache_done_cb cb;
     void *arg;
     struct keyparts k;
+    char *ident; /* identity-only invalidations, while the SID is looked up */
+    size_t ident_len;
     bool partial; /* the alias could not be read: identity keys may survive */
     char tomb_px[24];
 };
@@ -405,6 +412,7 @@ static void inval_finish(struct inval *st, bool ok)
     if (st->cb)
         st->cb(st->arg, ok && !st->partial);
     free(st->k.block);
+    free(st->ident);
     free(st);
 }
 
@@ -471,6 +479,32 @@ static void on_inval_alias(void *arg, const struct redis_reply *rep)
     inval_del(st, NULL, 0);
 }
 
+/* The identity's cached entries (one per family) name its SID, so the SID
+ * alias and SID-keyed entries go too. Any entry will do: all are the same
+ * user, or a cached 404 (no SID). */
+static void on_inval_entries(void *arg, const struct redis_reply *rep)
+{
+    struct inval *st = arg;
+    char sid[TWILIO_SID_LEN + 1] = "";
+    for (size_t i = 0; rep->type == REDIS_R_ARRAY && i < rep->n_elements && !sid[0]; i++) {
+        const struct redis_reply *el = &rep->elements[i];
+        struct entry e;
+        if (el->type == REDIS_R_STRING && entry_decode(el->str, el->len, &e) == 0 &&
+            e.status == 200 && e.sid_len == TWILIO_SID_LEN &&
+            bytes_eq(e.identity, e.identity_len, st->ident, st->ident_len)) {
+            memcpy(sid, e.sid, TWILIO_SID_LEN);
+            sid[TWILIO_SID_LEN] = '\0';
+        }
+    }
+    if (sid[0]) {
+        struct keyparts k;
+        keyparts_init(&k, st->k.prefix, st->k.account, st->k.service, sid);
+        free(st->k.block);
+        st->k = k;
+    }
+    inval_del(st, st->ident, st->ident_len);
+}
+
 void cache_invalidate_user(struct cache *c, const struct config *cfg, const char *account,
                            const char *service, const char *identity, size_t identity_len,
                            const char *sid, cache_done_cb cb, void *arg)
@@ -493,8 +527,26 @@ void cache_invalidate_user(struct cache *c, const struct config *cfg, const char
         redis_call_soon(c->r, on_nothing, st);
         return;
     }
-    if (identity) {
+    if (identity && sid) {
         inval_del(st, identity, identity_len);
+        return;
+    }
+    if (identity) {
+        st->ident = util_calloc(1, identity_len + 1);
+        memcpy(st->ident, identity, identity_len);
+        st->ident_len = identity_len;
+        struct buf keys[FAMILY_COUNT] = {{0}};
+        const char *argv[1 + FAMILY_COUNT] = {"MGET"};
+        size_t lens[1 + FAMILY_COUNT] = {4};
+        for (int f = 0; f < FAMILY_COUNT; f++) {
+            entry_user_key(&keys[f], cfg->key_prefix, account, (enum api_family)f, service,
+                           identity, identity_len);
+            argv[1 + f] = keys[f].data;
+            lens[1 + f] = keys[f].len;
+        }
+        redis_command(c->r, on_inval_entries, st, 1 + FAMILY_COUNT, argv, lens);
+        for (int f = 0; f < FAMILY_COUNT; f++)
+            buf_free(&keys[f]);
         return;
     }
     struct buf alias = {0};
@@ -503,4 +555,163 @@ void cache_invalidate_user(struct cache *c, const struct config *cfg, const char
     size_t lens[2] = {3, alias.len};
     redis_command(c->r, on_inval_alias, st, 2, argv, lens);
     buf_free(&alias);
+}
+
+/* ---- cross-instance fetch lock */
+
+struct lock_op {
+    cache_lock_cb cb;
+    void *arg;
+};
+
+static void on_lock_set(void *arg, const struct redis_reply *rep)
+{
+    struct lock_op *op = arg;
+    enum cache_lock_result res = CACHE_LOCK_ERROR;
+    if (rep->type == REDIS_R_STATUS)
+        res = CACHE_LOCK_ACQUIRED;
+    else if (rep->type == REDIS_R_NIL)
+        res = CACHE_LOCK_HELD;
+    op->cb(op->arg, res);
+    free(op);
+}
+
+void cache_lock(struct cache *c, const struct config *cfg, const struct cache_user *u,
+                const char *token, long ttl_ms, cache_lock_cb cb, void *arg)
+{
+    struct lock_op *op = util_calloc(1, sizeof *op);
+    op->cb = cb;
+    op->arg = arg;
+    struct buf key = {0};
+    char px[24];
+    snprintf(px, sizeof px, "%ld", ttl_ms > 0 ? ttl_ms : 1);
+    entry_lock_key(&key, cfg->key_prefix, u->account, u->family, u->service, u->user, u->user_len);
+    const char *argv[6] = {"SET", key.data, token, "NX", "PX", px};
+    size_t lens[6] = {3, key.len, strlen(token), 2, 2, strlen(px)};
+    redis_command(c->r, on_lock_set, op, 6, argv, lens);
+    buf_free(&key);
+}
+
+/* Delete the lock only if it still holds our token: once it expired, another
+ * fetch may own it. */
+static const char unlock_script[] =
+    "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end\n"
+    "return 0\n";
+
+static void on_unlocked(void *arg, const struct redis_reply *rep)
+{
+    (void)arg;
+    (void)rep; /* a lock left behind expires by itself */
+}
+
+void cache_unlock(struct cache *c, const struct config *cfg, const struct cache_user *u,
+                  const char *token)
+{
+    struct buf key = {0};
+    entry_lock_key(&key, cfg->key_prefix, u->account, u->family, u->service, u->user, u->user_len);
+    const char *args[1] = {token};
+    size_t alens[1] = {strlen(token)};
+    eval_script(c->r, unlock_script, sizeof unlock_script - 1, &key, 1, args, alens, 1, on_unlocked,
+                NULL);
+    buf_free(&key);
+}
+
+/* ---- purge a service */
+
+/* Keys examined per SCAN step: bounds the work Redis does per command, so a
+ * purge never stalls other clients the way KEYS would. */
+#define PURGE_SCAN_COUNT "500"
+
+struct purge {
+    struct redis *r;
+    cache_count_cb cb;
+    void *arg;
+    struct buf patterns[2]; /* user entries, SID aliases */
+    int pattern;
+    char cursor[32];
+    long long deleted;
+};
+
+static void purge_scan(struct purge *st);
+
+static void purge_finish(struct purge *st, bool ok)
+{
+    st->cb(st->arg, ok ? st->deleted : -1);
+    buf_free(&st->patterns[0]);
+    buf_free(&st->patterns[1]);
+    free(st);
+}
+
+/* After a step: the next SCAN of this pattern, the next pattern, or done. */
+static void purge_next(struct purge *st)
+{
+    if (strcmp(st->cursor, "0") == 0) {
+        if (++st->pattern == 2) {
+            purge_finish(st, true);
+            return;
+        }
+    }
+    purge_scan(st);
+}
+
+static void on_purge_del(void *arg, const struct redis_reply *rep)
+{
+    struct purge *st = arg;
+    if (rep->type != REDIS_R_INTEGER) {
+        purge_finish(st, false);
+        return;
+    }
+    st->deleted += rep->integer;
+    purge_next(st);
+}
+
+static void on_purge_scan(void *arg, const struct redis_reply *rep)
+{
+    struct purge *st = arg;
+    if (rep->type != REDIS_R_ARRAY || rep->n_elements != 2 ||
+        rep->elements[0].type != REDIS_R_STRING || rep->elements[0].len >= sizeof st->cursor ||
+        rep->elements[1].type != REDIS_R_ARRAY) {
+        purge_finish(st, false);
+        return;
+    }
+    memcpy(st->cursor, rep->elements[0].str, rep->elements[0].len);
+    st->cursor[rep->elements[0].len] = '\0';
+    const struct redis_reply *keys = &rep->elements[1];
+    if (keys->n_elements == 0) {
+        purge_next(st);
+        return;
+    }
+    size_t n = keys->n_elements + 1;
+    const char **argv = util_calloc(n, sizeof *argv);
+    size_t *lens = util_calloc(n, sizeof *lens);
+    argv[0] = "UNLINK";
+    lens[0] = 6;
+    for (size_t i = 0; i < keys->n_elements; i++) {
+        argv[i + 1] = keys->elements[i].str ? keys->elements[i].str : "";
+        lens[i + 1] = keys->elements[i].len;
+    }
+    redis_command(st->r, on_purge_del, st, (int)n, argv, lens);
+    free(argv);
+    free(lens);
+}
+
+static void purge_scan(struct purge *st)
+{
+    const struct buf *pat = &st->patterns[st->pattern];
+    const char *argv[6] = {"SCAN", st->cursor, "MATCH", pat->data, "COUNT", PURGE_SCAN_COUNT};
+    size_t lens[6] = {4, strlen(st->cursor), 5, pat->len, 5, strlen(PURGE_SCAN_COUNT)};
+    redis_command(st->r, on_purge_scan, st, 6, argv, lens);
+}
+
+void cache_purge_service(struct cache *c, const struct config *cfg, const char *account,
+                         const char *service, cache_count_cb cb, void *arg)
+{
+    struct purge *st = util_calloc(1, sizeof *st);
+    st->r = c->r;
+    st->cb = cb;
+    st->arg = arg;
+    entry_service_pattern(&st->patterns[0], cfg->key_prefix, account, service, false);
+    entry_service_pattern(&st->patterns[1], cfg->key_prefix, account, service, true);
+    snprintf(st->cursor, sizeof st->cursor, "0");
+    purge_scan(st);
 }

@@ -69,9 +69,34 @@ void cache_store(struct cache *c, const struct config *cfg, const struct cache_u
 
 /* Remove every key of a user in every API family of u->service: the entries
  * under identity and under sid, and the SID alias. Either may be NULL; with
- * only a SID, the alias is read first to find the identity. */
+ * only a SID, the alias is read first to find the identity; with only an
+ * identity, its cached entries are read first to find the SID. */
 void cache_invalidate_user(struct cache *c, const struct config *cfg, const char *account,
                            const char *service, const char *identity, size_t identity_len,
                            const char *sid, cache_done_cb cb, void *arg);
+
+/* Cross-instance single-flight: a short lock per user name and family, taken
+ * with SET NX PX and an owner token, released only by its owner (a script
+ * compares the token), and expiring by itself if the owner dies. */
+enum cache_lock_result {
+    CACHE_LOCK_ACQUIRED = 0,
+    CACHE_LOCK_HELD, /* another fetch (here or on another instance) holds it */
+    CACHE_LOCK_ERROR,
+};
+typedef void (*cache_lock_cb)(void *arg, enum cache_lock_result result);
+/* token: NUL-terminated, at most 64 bytes. cb runs exactly once. */
+void cache_lock(struct cache *c, const struct config *cfg, const struct cache_user *u,
+                const char *token, long ttl_ms, cache_lock_cb cb, void *arg);
+/* Fire and forget; after cache_store on the same connection, so Redis runs
+ * the store first and waiters polling the cache find the entry. */
+void cache_unlock(struct cache *c, const struct config *cfg, const struct cache_user *u,
+                  const char *token);
+
+/* Purge every cached key of one service (entries of all families and SID
+ * aliases) with SCAN MATCH in bounded steps, never KEYS. cb gets the number
+ * of keys deleted, or -1 if Redis failed part way. */
+typedef void (*cache_count_cb)(void *arg, long long deleted);
+void cache_purge_service(struct cache *c, const struct config *cfg, const char *account,
+                         const char *service, cache_count_cb cb, void *arg);
 
 #endif

@@ -137,6 +137,7 @@ static const struct key keys[] = {
     {"cache", "stale_while_revalidate", K_SEC, "60", .off = C(stale_while_revalidate), .min = 0,
      .max = 86400},
     {"cache", "stale_if_error", K_SEC, "3600", .off = C(stale_if_error), .min = 0, .max = 604800},
+    {"cache", "lock_timeout_ms", K_MS, "3000", .off = C(lock_timeout_ms), .min = 0, .max = 60000},
 };
 #define N_KEYS UG_ARRAY_LEN(keys)
 

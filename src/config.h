@@ -79,6 +79,7 @@ struct config {
     long negative_ttl;           /* seconds, 30 */
     long stale_while_revalidate; /* seconds, 60 */
     long stale_if_error;         /* seconds, 3600 */
+    long lock_timeout_ms;        /* cross-instance fetch lock; 0 = off; 3000 */
 
     struct config_client *clients;
     size_t n_clients;

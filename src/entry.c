@@ -42,6 +42,14 @@ void entry_tomb_key(struct buf *out, const char *prefix, const char *account, co
     buf_append(out, ident, ident_len);
 }
 
+void entry_lock_key(struct buf *out, const char *prefix, const char *account, enum api_family f,
+                    const char *service, const char *ident, size_t ident_len)
+{
+    buf_reset(out);
+    buf_printf(out, "%sl:%s:%s:%s:", prefix, account, route_family_tag(f), service);
+    buf_append(out, ident, ident_len);
+}
+
 /* Redis glob metacharacters are backslash-escaped so a prefix such as
  * "app[1]:" matches itself only. */
 static void glob_escape(struct buf *out, const char *s)

@@ -4,6 +4,9 @@
  * Keys (identity last, so it may hold any byte; other parts never hold ':'):
  *   user entry: <prefix>u:<account>:<family-tag>:<service>:<identity-or-SID>
  *   SID alias:  <prefix>a:<account>:<service>:<US-sid>  -> identity
+ *   counter:    <prefix>c:<account>           (invalidation clock, cache.c)
+ *   tombstone:  <prefix>g:<account>:<service>:<identity-or-SID>
+ *   fetch lock: <prefix>l:<account>:<family-tag>:<service>:<identity-or-SID>
  * A 404 for a SID is stored as a user entry whose last part is the SID;
  * identities can never match the SID pattern (Twilio 50206), so the two never
  * collide. */
@@ -28,6 +31,9 @@ void entry_alias_key(struct buf *out, const char *prefix, const char *account, c
 void entry_clock_key(struct buf *out, const char *prefix, const char *account);
 void entry_tomb_key(struct buf *out, const char *prefix, const char *account, const char *service,
                     const char *ident, size_t ident_len);
+/* The cross-instance fetch lock of one user name in one family (cache.h). */
+void entry_lock_key(struct buf *out, const char *prefix, const char *account, enum api_family f,
+                    const char *service, const char *ident, size_t ident_len);
 /* Pattern matching every key of one service (for SCAN MATCH in purges);
  * glob metacharacters in prefix are escaped. */
 void entry_service_pattern(struct buf *out, const char *prefix, const char *account,

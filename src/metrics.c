@@ -32,6 +32,10 @@ static const char *const cache_results[MC_COUNT] = {"hit",    "miss",  "stale", 
                                                     "bypass", "error", "coalesced"};
 static const char *const api_names[API_COUNT] = {"conversations", "chat"};
 
+#define LOCK_HELP                                                                                  \
+    "Cross-instance fetch locks: acquired, served (another fetch filled the cache while we "       \
+    "waited), timeout (waited too long, fetched anyway), overflow (too many waiting)."
+
 /* Unlabelled counters: rows with the same family render under one HELP/TYPE. */
 static const struct {
     const char *family, *labels, *help;
@@ -42,10 +46,18 @@ static const struct {
                                "Redis commands that failed, by kind."},
     [MCOUNT_REDIS_RECONNECTS] = {"usergate_redis_reconnects_total", NULL,
                                  "Redis connections re-established after a loss."},
+    [MCOUNT_REDIS_BREAKER_TRIPS] = {"usergate_redis_breaker_trips_total", NULL,
+                                    "Times repeated Redis failures opened the circuit breaker."},
     [MCOUNT_INVALIDATIONS] = {"usergate_cache_invalidations_total", NULL,
                               "Users whose cache keys were invalidated after a write."},
     [MCOUNT_CACHE_STORES] = {"usergate_cache_stores_total", NULL,
                              "Upstream fetch results written to the cache."},
+    [MCOUNT_LOCK_ACQUIRED] = {"usergate_cache_lock_total", "result=\"acquired\"", LOCK_HELP},
+    [MCOUNT_LOCK_SERVED] = {"usergate_cache_lock_total", "result=\"served\"", LOCK_HELP},
+    [MCOUNT_LOCK_TIMEOUT] = {"usergate_cache_lock_total", "result=\"timeout\"", LOCK_HELP},
+    [MCOUNT_LOCK_OVERFLOW] = {"usergate_cache_lock_total", "result=\"overflow\"", LOCK_HELP},
+    [MCOUNT_PURGES] = {"usergate_cache_purges_total", NULL,
+                       "Admin purges (one user or a whole service) carried out."},
     [MCOUNT_UPSTREAM_RETRIES] = {"usergate_upstream_retries_total", NULL,
                                  "Upstream requests retried."},
     [MCOUNT_UPSTREAM_THROTTLED] = {"usergate_upstream_throttled_total", NULL,
@@ -65,6 +77,8 @@ static const struct {
 } gauges[MGAUGE_COUNT] = {
     [MGAUGE_REDIS_UP] = {"usergate_redis_up",
                          "1 when every worker's Redis connection is up, else 0."},
+    [MGAUGE_REDIS_BREAKER] = {"usergate_redis_breaker_open",
+                              "Workers whose Redis circuit breaker is open (Redis skipped)."},
     [MGAUGE_CONNECTIONS] = {"usergate_connections", "Open client connections."},
     [MGAUGE_UPSTREAM_INFLIGHT] = {"usergate_upstream_inflight", "Upstream requests in flight."},
     [MGAUGE_UPSTREAM_QUEUE] = {"usergate_upstream_queue_depth",

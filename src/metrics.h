@@ -1,7 +1,8 @@
 /* metrics: every metric declared once in a table (metrics.c) with its help
- * text; one shard per worker updated without locks (relaxed atomics, each shard
- * written by one thread only), summed when /metrics is rendered on the admin
- * thread. Rendering is a pure function of the shards (unit-tested). */
+ * text; one shard per worker updated without locks (relaxed atomic adds; the
+ * main thread also adds its few counters, reloads and purges, to shard 0),
+ * summed when /metrics is rendered on the admin thread. Rendering is a pure function of the shards
+ * (unit-tested). */
 #ifndef USERGATE_METRICS_H
 #define USERGATE_METRICS_H
 
@@ -33,8 +34,14 @@ enum metric_counter {
     MCOUNT_REDIS_ERRORS = 0,      /* usergate_redis_errors_total{kind="error"} */
     MCOUNT_REDIS_TIMEOUTS,        /* usergate_redis_errors_total{kind="timeout"} */
     MCOUNT_REDIS_RECONNECTS,      /* usergate_redis_reconnects_total */
+    MCOUNT_REDIS_BREAKER_TRIPS,   /* usergate_redis_breaker_trips_total */
     MCOUNT_INVALIDATIONS,         /* usergate_cache_invalidations_total */
     MCOUNT_CACHE_STORES,          /* usergate_cache_stores_total */
+    MCOUNT_LOCK_ACQUIRED,         /* usergate_cache_lock_total{result="acquired"} */
+    MCOUNT_LOCK_SERVED,           /* usergate_cache_lock_total{result="served"} (another fetched) */
+    MCOUNT_LOCK_TIMEOUT,          /* usergate_cache_lock_total{result="timeout"} */
+    MCOUNT_LOCK_OVERFLOW,         /* usergate_cache_lock_total{result="overflow"} */
+    MCOUNT_PURGES,                /* usergate_cache_purges_total */
     MCOUNT_UPSTREAM_RETRIES,      /* usergate_upstream_retries_total */
     MCOUNT_UPSTREAM_THROTTLED,    /* usergate_upstream_throttled_total (429 from Twilio) */
     MCOUNT_CLIENT_THROTTLED,      /* usergate_client_throttled_total (429 given to clients) */
@@ -47,6 +54,7 @@ enum metric_counter {
 /* Gauges set by a worker (summed across workers, except redis_up: min). */
 enum metric_gauge {
     MGAUGE_REDIS_UP = 0,      /* usergate_redis_up (1 only if every worker's connection is up) */
+    MGAUGE_REDIS_BREAKER,     /* usergate_redis_breaker_open (workers skipping Redis now) */
     MGAUGE_CONNECTIONS,       /* usergate_connections */
     MGAUGE_UPSTREAM_INFLIGHT, /* usergate_upstream_inflight */
     MGAUGE_UPSTREAM_QUEUE,    /* usergate_upstream_queue_depth */

@@ -25,7 +25,14 @@
 
 struct rstate;
 
-/* One upstream fetch of one user, shared by every request that missed on it. */
+/* One fetch of one user, shared by every request that missed on it. With
+ * lock_timeout_ms set it first takes the user's lock in Redis, so gateways
+ * sharing that Redis fetch once: a flight that finds the lock held polls the
+ * cache until the holder's result lands there, the lock frees up (holder gone:
+ * then it takes the lock and fetches), or lock_timeout_ms passes (then it
+ * fetches anyway). */
+enum flight_state { FL_LOCKING, FL_WAITING, FL_FETCHING };
+
 struct flight {
     struct flight *next; /* bucket chain */
     struct router *r;
@@ -36,10 +43,24 @@ struct flight {
     struct cache_user cu;
     char service[TWILIO_SID_LEN + 1];
     char *user;
-    enum route_id route;
+    char *url;
+    enum flight_state state;
     bool store;
-    int64_t epoch; /* invalidation counter seen before the fetch (cache.h) */
+    bool background; /* a stale-while-revalidate refresh: nobody waits */
+    bool locked;     /* this flight owns the Redis lock */
+    bool op_pending; /* a cache_lock / cache_lookup callback is still owed */
+    struct event *poll_timer;
+    long poll_ms;
+    int64_t wait_until_ms;
+    char token[33]; /* lock owner token */
+    int64_t epoch;  /* invalidation counter seen before the fetch (cache.h) */
 };
+
+/* Flights polling for another's lock, per worker: past this, new misses
+ * fetch on their own rather than queue up more pollers. */
+#define MAX_LOCK_WAITS 1024
+#define POLL_MIN_MS 5
+#define POLL_MAX_MS 100
 
 struct router {
     struct worker *w;
@@ -47,6 +68,7 @@ struct router {
     struct event *learn_timer;
     long learn_backoff_ms;
     bool learning;
+    int lock_waits; /* flights in FL_WAITING */
 };
 
 /* Per-request state; freed by finish(). */
@@ -165,6 +187,8 @@ static void finish_passthrough(struct request *req, int status, const char *cont
 
 static void update_upstream_gauges(struct router *r)
 {
+    if (!r->w->upstream)
+        return;
     metrics_gauge_set(r->w->metrics, MGAUGE_UPSTREAM_INFLIGHT,
                       (int64_t)upstream_inflight(r->w->upstream));
     metrics_gauge_set(r->w->metrics, MGAUGE_UPSTREAM_QUEUE,
@@ -204,6 +228,8 @@ static struct upstream_call *start_upstream(struct router *r, const struct confi
         .pace_key = read ? NULL : service,
         .idempotent = read,
     };
+    if (!r->w->upstream)
+        return NULL; /* worker teardown */
     struct upstream_call *c = upstream_start(r->w->upstream, cfg, &ureq, cb, arg);
     update_upstream_gauges(r);
     return c;
@@ -237,12 +263,47 @@ static void flight_unlink(struct flight *fl)
         *pp = fl->next;
 }
 
+static void flight_set_state(struct flight *fl, enum flight_state st)
+{
+    if (fl->state == FL_WAITING)
+        fl->r->lock_waits--;
+    if (st == FL_WAITING)
+        fl->r->lock_waits++;
+    fl->state = st;
+}
+
+/* Unlink, give the lock back, free. Waiters must have been answered. */
 static void flight_free(struct flight *fl)
 {
+    flight_unlink(fl);
+    flight_set_state(fl, FL_FETCHING);
+    if (fl->locked)
+        cache_unlock(fl->r->w->cache, fl->cfg, &fl->cu, fl->token);
+    if (fl->poll_timer)
+        event_free(fl->poll_timer);
     buf_free(&fl->key);
     free(fl->user);
+    free(fl->url);
     config_unref(fl->cfg);
     free(fl);
+}
+
+/* Nobody is left to answer: a foreground flight whose clients all left. */
+static bool flight_abandoned(const struct flight *fl)
+{
+    return !fl->background && !fl->waiters;
+}
+
+/* Take the waiters off the flight (and it out of the table, so requests
+ * arriving while they are answered start afresh). */
+static struct rstate *flight_take_waiters(struct flight *fl)
+{
+    flight_unlink(fl);
+    struct rstate *rs = fl->waiters;
+    fl->waiters = NULL;
+    for (struct rstate *w = rs; w; w = w->flight_next)
+        w->flight = NULL;
+    return rs;
 }
 
 /* Answer one waiting request from the flight's upstream response. */
@@ -277,23 +338,142 @@ static void flight_done(void *arg, const struct upstream_response *resp)
     struct flight *fl = arg;
     struct router *r = fl->r;
     fl->call = NULL;
-    flight_unlink(fl);
     record_upstream(r, fl->cu.family, resp);
     if (resp->outcome == UPSTREAM_OK && fl->store && (resp->status == 200 || resp->status == 404)) {
         long ttl = resp->status == 200 ? fl->cfg->ttl : fl->cfg->negative_ttl;
+        /* Sent before the unlock (flight_free) on the same connection, so
+         * pollers on other instances find the entry when the lock goes. */
         cache_store(r->w->cache, fl->cfg, &fl->cu, resp->status, resp->body.data, resp->body.len,
                     ttl, fl->epoch, NULL, NULL);
         metrics_inc(r->w->metrics, MCOUNT_CACHE_STORES);
     }
-    struct rstate *rs = fl->waiters;
-    fl->waiters = NULL;
+    struct rstate *rs = flight_take_waiters(fl);
     while (rs) {
         struct rstate *next = rs->flight_next;
-        rs->flight = NULL;
         answer_waiter(rs, resp);
         rs = next;
     }
     flight_free(fl);
+}
+
+/* Another fetch (usually another instance) filled the cache while we polled. */
+static void flight_answer_entry(struct flight *fl, const struct entry *e)
+{
+    metrics_inc(fl->r->w->metrics, MCOUNT_LOCK_SERVED);
+    int64_t now = util_wall_ms();
+    struct response_meta meta = RESPONSE_META_INIT;
+    meta.age = now > e->stored_ms ? (long)((now - e->stored_ms) / 1000) : 0;
+    struct rstate *rs = flight_take_waiters(fl);
+    while (rs) {
+        struct rstate *next = rs->flight_next;
+        finish(rs->req, e->status, &meta, e->body, e->body_len);
+        rs = next;
+    }
+    flight_free(fl);
+}
+
+/* Go upstream. May answer the waiters (and free fl) before returning. */
+static void flight_fetch(struct flight *fl)
+{
+    flight_set_state(fl, FL_FETCHING);
+    fl->call = start_upstream(fl->r, fl->cfg, fl->cu.family, fl->service, "GET", fl->url, NULL,
+                              NULL, flight_done, fl);
+    if (fl->call)
+        return;
+    struct rstate *rs = flight_take_waiters(fl);
+    while (rs) {
+        struct rstate *next = rs->flight_next;
+        finish_error(rs->req, 502, TWILIO_E_UNAVAILABLE, "Cannot start upstream request");
+        rs = next;
+    }
+    flight_free(fl);
+}
+
+static void on_flight_lock(void *arg, enum cache_lock_result res);
+
+static void flight_try_lock(struct flight *fl)
+{
+    fl->op_pending = true;
+    cache_lock(fl->r->w->cache, fl->cfg, &fl->cu, fl->token, fl->cfg->lock_timeout_ms,
+               on_flight_lock, fl);
+}
+
+static void on_flight_poll(void *arg, enum cache_result res, const struct entry *e, int64_t epoch)
+{
+    struct flight *fl = arg;
+    (void)epoch;
+    fl->op_pending = false;
+    if (flight_abandoned(fl)) {
+        flight_free(fl);
+        return;
+    }
+    if (res == CACHE_FOUND && util_wall_ms() < e->fresh_until_ms) {
+        flight_answer_entry(fl, e);
+        return;
+    }
+    if (res == CACHE_ERROR) {
+        flight_fetch(fl); /* Redis failing: fail open */
+        return;
+    }
+    flight_try_lock(fl); /* not there yet: is the holder still at it? */
+}
+
+static void on_poll_timer(evutil_socket_t fd, short what, void *arg)
+{
+    struct flight *fl = arg;
+    (void)fd;
+    (void)what;
+    if (flight_abandoned(fl)) {
+        flight_free(fl);
+        return;
+    }
+    fl->op_pending = true;
+    cache_lookup(fl->r->w->cache, fl->cfg, &fl->cu, on_flight_poll, fl);
+}
+
+static void on_flight_lock(void *arg, enum cache_lock_result res)
+{
+    struct flight *fl = arg;
+    struct router *r = fl->r;
+    fl->op_pending = false;
+    fl->locked = res == CACHE_LOCK_ACQUIRED;
+    if (flight_abandoned(fl)) {
+        flight_free(fl);
+        return;
+    }
+    if (res == CACHE_LOCK_ACQUIRED)
+        metrics_inc(r->w->metrics, MCOUNT_LOCK_ACQUIRED);
+    if (res != CACHE_LOCK_HELD) {
+        flight_fetch(fl); /* ours, or Redis failing (fail open) */
+        return;
+    }
+    if (fl->background) {
+        flight_free(fl); /* someone else is refreshing this user */
+        return;
+    }
+    if (fl->state == FL_LOCKING) {
+        if (r->lock_waits >= MAX_LOCK_WAITS) {
+            metrics_inc(r->w->metrics, MCOUNT_LOCK_OVERFLOW);
+            flight_fetch(fl);
+            return;
+        }
+        fl->poll_timer = evtimer_new(r->w->base, on_poll_timer, fl);
+        if (!fl->poll_timer) {
+            flight_fetch(fl);
+            return;
+        }
+        flight_set_state(fl, FL_WAITING);
+        fl->wait_until_ms = util_now_ms() + fl->cfg->lock_timeout_ms;
+        fl->poll_ms = POLL_MIN_MS;
+    } else if (util_now_ms() >= fl->wait_until_ms) {
+        /* The holder is slow or stuck: do not make clients hang on it. */
+        metrics_inc(r->w->metrics, MCOUNT_LOCK_TIMEOUT);
+        flight_fetch(fl);
+        return;
+    }
+    struct timeval tv = {0, fl->poll_ms * 1000};
+    evtimer_add(fl->poll_timer, &tv);
+    fl->poll_ms = fl->poll_ms * 3 / 2 > POLL_MAX_MS ? POLL_MAX_MS : fl->poll_ms * 3 / 2;
 }
 
 /* The client went away while waiting on a flight: stop waiting, and cancel the
@@ -311,8 +491,13 @@ static void fetch_abort(struct request *req)
     if (*pp)
         *pp = rs->flight_next;
     rs->flight = NULL;
-    if (!fl->waiters && fl->call)
-        upstream_cancel(fl->call); /* flight_done runs later with CANCELLED */
+    if (flight_abandoned(fl)) {
+        if (fl->call)
+            upstream_cancel(fl->call); /* flight_done runs later with CANCELLED */
+        else if (fl->state == FL_WAITING && !fl->op_pending)
+            flight_free(fl); /* between polls */
+        /* else the pending lock/lookup callback frees it */
+    }
     finish_error(req, 499, TWILIO_E_BAD_REQUEST, "Client closed the request");
 }
 
@@ -328,26 +513,28 @@ static void flight_key(struct buf *key, enum api_family f, const char *service, 
 }
 
 /* Join (or start) the flight for rs's user. rs == NULL starts a background
- * refresh nobody waits for. Returns false if upstream could not be started. */
-static bool flight_join(struct router *r, struct rstate *rs, const struct cache_user *cu,
+ * refresh nobody waits for. rs may be answered before this returns (when
+ * upstream cannot be started). */
+static void flight_join(struct router *r, struct rstate *rs, const struct cache_user *cu,
                         struct config *cfg, const struct route_match *m, bool store, int64_t epoch)
 {
     struct buf key = {0};
     flight_key(&key, cu->family, cu->service, cu->user, cu->user_len);
     struct flight **slot = flight_slot(r, &key);
     struct flight *fl = *slot;
+    bool fresh = !fl;
     if (fl) {
         buf_free(&key);
         if (!rs)
-            return true; /* a refresh is already under way */
+            return; /* a refresh is already under way */
         metrics_cache(r->w->metrics, m->id, MC_COALESCED);
     } else {
         fl = util_calloc(1, sizeof *fl);
         fl->r = r;
         fl->key = key;
         fl->cfg = config_ref(cfg);
-        fl->route = m->id;
         fl->store = store && epoch >= 0;
+        fl->background = !rs;
         fl->epoch = epoch;
         snprintf(fl->service, sizeof fl->service, "%s", cu->service);
         fl->user = util_strndup(cu->user, cu->user_len);
@@ -358,13 +545,7 @@ static bool flight_join(struct router *r, struct rstate *rs, const struct cache_
         struct buf url = {0};
         buf_puts(&url, family_base(cfg, m->family));
         route_upstream_path(m, &url);
-        fl->call = start_upstream(r, cfg, m->family, fl->service, "GET", url.data, NULL, NULL,
-                                  flight_done, fl);
-        buf_free(&url);
-        if (!fl->call) {
-            flight_free(fl);
-            return false;
-        }
+        fl->url = url.data;
         fl->next = *slot;
         *slot = fl;
     }
@@ -374,14 +555,25 @@ static bool flight_join(struct router *r, struct rstate *rs, const struct cache_
         fl->waiters = rs;
         rs->req->on_abort = fetch_abort;
     }
-    return true;
+    if (!fresh)
+        return;
+    /* Only a flight that will store is worth a lock: the result is what
+     * the other instances are waiting to find in the cache. */
+    if (fl->store && cfg->lock_timeout_ms > 0) {
+        uint8_t raw[16];
+        util_random(raw, sizeof raw);
+        for (size_t i = 0; i < sizeof raw; i++)
+            snprintf(fl->token + 2 * i, 3, "%02x", raw[i]);
+        flight_set_state(fl, FL_LOCKING);
+        flight_try_lock(fl);
+    } else {
+        flight_fetch(fl);
+    }
 }
 
 static void fetch_upstream(struct rstate *rs, bool store, int64_t epoch)
 {
-    struct request *req = rs->req;
-    if (!flight_join(rs->r, rs, &rs->cu, req->cfg, &req->route, store, epoch))
-        finish_error(req, 502, TWILIO_E_UNAVAILABLE, "Cannot start upstream request");
+    flight_join(rs->r, rs, &rs->cu, rs->req->cfg, &rs->req->route, store, epoch);
 }
 
 /* ---- fetch ---- */
@@ -867,7 +1059,21 @@ void router_free(struct router *r)
 {
     if (!r)
         return;
-    /* Flights are finished by upstream_free (CANCELLED) before this runs. */
+    /* Upstream and Redis are gone by now: their callbacks have run, so the
+     * only flights left are polling for another's lock between polls. */
+    for (size_t b = 0; b < FLIGHT_BUCKETS; b++) {
+        while (r->buckets[b]) {
+            struct flight *fl = r->buckets[b];
+            struct rstate *rs = flight_take_waiters(fl);
+            while (rs) {
+                struct rstate *next = rs->flight_next;
+                finish_error(rs->req, 503, TWILIO_E_UNAVAILABLE, "Gateway shutting down");
+                rs = next;
+            }
+            fl->locked = false; /* Redis is gone: the lock expires by itself */
+            flight_free(fl);
+        }
+    }
     if (r->learn_timer)
         event_free(r->learn_timer);
     free(r);

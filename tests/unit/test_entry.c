@@ -106,6 +106,27 @@ static void test_alias_key(void **state)
     buf_free(&b);
 }
 
+/* Every key kind of one user name lives in its own namespace. */
+static void test_key_namespaces(void **state)
+{
+    (void)state;
+    struct buf k[5] = {{0}};
+    entry_user_key(&k[0], "p:", AC, FAMILY_V2, IS, BYTES("alice"));
+    entry_lock_key(&k[1], "p:", AC, FAMILY_V2, IS, BYTES("alice"));
+    entry_tomb_key(&k[2], "p:", AC, IS, BYTES("alice"));
+    entry_lock_key(&k[3], "p:", AC, FAMILY_V1_SERVICE, IS, BYTES("alice"));
+    entry_clock_key(&k[4], "p:", AC);
+    assert_string_equal(k[1].data, "p:l:" AC ":v2:" IS ":alice");
+    for (int i = 0; i < 5; i++)
+        for (int j = i + 1; j < 5; j++)
+            assert_false(k[i].len == k[j].len && memcmp(k[i].data, k[j].data, k[i].len) == 0);
+    /* The identity is appended raw: a NUL or ':' cannot shift fields. */
+    entry_lock_key(&k[0], "p:", AC, FAMILY_V2, IS, "a\0:b", 4);
+    assert_int_equal(k[0].len, strlen("p:l:" AC ":v2:" IS ":") + 4);
+    for (int i = 0; i < 5; i++)
+        buf_free(&k[i]);
+}
+
 static void test_service_pattern(void **state)
 {
     static const struct {
@@ -286,10 +307,10 @@ static void test_user_fields(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_user_key),    cmocka_unit_test(test_user_key_distinct),
-        cmocka_unit_test(test_alias_key),   cmocka_unit_test(test_service_pattern),
-        cmocka_unit_test(test_round_trip),  cmocka_unit_test(test_decode_rejects),
-        cmocka_unit_test(test_user_fields),
+        cmocka_unit_test(test_user_key),        cmocka_unit_test(test_user_key_distinct),
+        cmocka_unit_test(test_alias_key),       cmocka_unit_test(test_key_namespaces),
+        cmocka_unit_test(test_service_pattern), cmocka_unit_test(test_round_trip),
+        cmocka_unit_test(test_decode_rejects),  cmocka_unit_test(test_user_fields),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
