@@ -1,6 +1,8 @@
 /* admin: the operator's listener on the main thread (evhttp is fine here; the
  * client path never uses it): /metrics, /healthz, /readyz and cache purges.
- * Reads worker metric shards, never worker state directly. */
+ * Reads worker metric shards, never worker state directly. Purges go through
+ * the same cache interface as the workers, on a Redis connection of the
+ * admin's own (on the main thread's loop). */
 #include "admin.h"
 
 #include <event2/buffer.h>
@@ -10,9 +12,11 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "cache.h"
 #include "config.h"
 #include "log.h"
 #include "metrics.h"
+#include "redis.h"
 #include "twilio.h"
 #include "worker.h"
 
@@ -23,6 +27,8 @@
 struct admin {
     struct evhttp *http;
     struct server *srv;
+    struct redis *redis;
+    struct cache *cache;
 };
 
 static void reply(struct evhttp_request *r, int status, const char *ctype, const struct buf *b)
@@ -42,19 +48,19 @@ static void reply_error(struct evhttp_request *r, int status, int code, const ch
     buf_free(&b);
 }
 
-static size_t shards(struct server *srv, struct metrics_shard **out, size_t max)
+static size_t shards(struct admin *a, struct metrics_shard **out, size_t max)
 {
     size_t n = 0;
-    for (size_t i = 0; i < srv->n_workers && n < max; i++)
-        if (srv->workers[i])
-            out[n++] = srv->workers[i]->metrics;
+    for (size_t i = 0; i < a->srv->n_workers && n < max; i++)
+        if (a->srv->workers[i])
+            out[n++] = a->srv->workers[i]->metrics;
     return n;
 }
 
 static void get_metrics(struct admin *a, struct evhttp_request *r)
 {
     struct metrics_shard *sh[64];
-    size_t n = shards(a->srv, sh, UG_ARRAY_LEN(sh));
+    size_t n = shards(a, sh, UG_ARRAY_LEN(sh));
     struct buf b = {0};
     metrics_render(&b, sh, n, PACKAGE_VERSION);
     reply(r, 200, "text/plain; version=0.0.4; charset=utf-8", &b);
@@ -73,7 +79,7 @@ static void get_healthz(struct admin *a, struct evhttp_request *r)
 static void get_readyz(struct admin *a, struct evhttp_request *r)
 {
     struct metrics_shard *sh[64];
-    size_t n = shards(a->srv, sh, UG_ARRAY_LEN(sh));
+    size_t n = shards(a, sh, UG_ARRAY_LEN(sh));
     const char *reason = NULL;
     if (__atomic_load_n(&a->srv->stopping, __ATOMIC_ACQUIRE))
         reason = "shutting down";
@@ -88,10 +94,97 @@ static void get_readyz(struct admin *a, struct evhttp_request *r)
     buf_free(&b);
 }
 
+/* ---- purges: DELETE /cache/services/{IS} and
+ * DELETE /cache/services/{IS}/users/{Sid-or-identity} */
+
+struct purge_req {
+    struct admin *a;
+    struct evhttp_request *r;
+    char service[TWILIO_SID_LEN + 1];
+};
+
+static void purged(struct purge_req *p, bool ok, const char *what, long long deleted)
+{
+    if (!ok) {
+        reply_error(p->r, 503, TWILIO_E_UNAVAILABLE, "Redis failed during the purge; retry");
+    } else {
+        /* Counters are atomic: any thread may add to a worker's shard. */
+        metrics_inc(p->a->srv->workers[0]->metrics, MCOUNT_PURGES);
+        struct buf b = {0};
+        buf_printf(&b, "{\"purged\":\"%s\",\"service_sid\":\"%s\"", what, p->service);
+        if (deleted >= 0)
+            buf_printf(&b, ",\"deleted\":%lld", deleted);
+        buf_puts(&b, "}");
+        reply(p->r, 200, "application/json", &b);
+        buf_free(&b);
+    }
+    free(p);
+}
+
+static void on_user_purged(void *arg, bool ok)
+{
+    purged(arg, ok, "user", -1);
+}
+
+static void on_service_purged(void *arg, long long deleted)
+{
+    purged(arg, deleted >= 0, "service", deleted);
+}
+
 static void purge(struct admin *a, struct evhttp_request *r)
 {
-    (void)a;
-    reply_error(r, 501, TWILIO_E_BAD_REQUEST, "Cache purge is not available in this version");
+    const char *path = evhttp_uri_get_path(evhttp_request_get_evhttp_uri(r));
+    static const char pfx[] = "/cache/services/";
+    if (strncmp(path, pfx, sizeof pfx - 1) != 0) {
+        reply_error(r, 404, TWILIO_E_NOT_FOUND, "The requested resource was not found");
+        return;
+    }
+    const char *svc = path + sizeof pfx - 1;
+    const char *slash = strchr(svc, '/');
+    size_t svc_len = slash ? (size_t)(slash - svc) : strlen(svc);
+    if (!twilio_is_sid(svc, svc_len, "IS")) {
+        reply_error(r, 400, TWILIO_E_BAD_REQUEST, "Invalid service SID: expected IS + 32 hex");
+        return;
+    }
+    static const char users[] = "/users/";
+    char user[TWILIO_IDENTITY_MAX + 1];
+    long user_len = -1;
+    if (slash) {
+        if (strncmp(slash, users, sizeof users - 1) != 0) {
+            reply_error(r, 404, TWILIO_E_NOT_FOUND, "The requested resource was not found");
+            return;
+        }
+        const char *raw = slash + sizeof users - 1;
+        size_t raw_len = strlen(raw);
+        char tmp[3 * TWILIO_IDENTITY_MAX + 1], why[128];
+        if (raw_len == 0 || strchr(raw, '/')) {
+            reply_error(r, 404, TWILIO_E_NOT_FOUND, "The requested resource was not found");
+            return;
+        }
+        if (raw_len > 3 * TWILIO_IDENTITY_MAX ||
+            (user_len = util_pct_decode(raw, raw_len, tmp, false)) < 0 ||
+            twilio_validate_identity(tmp, (size_t)user_len, why, sizeof why) < 0) {
+            reply_error(r, 400, TWILIO_E_BAD_REQUEST, "Invalid user Sid or Identity");
+            return;
+        }
+        memcpy(user, tmp, (size_t)user_len + 1);
+    }
+    struct config *cfg = server_config(a->srv);
+    struct purge_req *p = util_calloc(1, sizeof *p);
+    p->a = a;
+    p->r = r;
+    memcpy(p->service, svc, TWILIO_SID_LEN);
+    if (user_len < 0) {
+        log_notice("admin: purging service %s", p->service);
+        cache_purge_service(a->cache, cfg, cfg->account_sid, p->service, on_service_purged, p);
+    } else {
+        bool is_sid = twilio_is_sid(user, (size_t)user_len, "US");
+        log_notice("admin: purging one user of service %s", p->service);
+        cache_invalidate_user(a->cache, cfg, cfg->account_sid, p->service, is_sid ? NULL : user,
+                              is_sid ? 0 : (size_t)user_len, is_sid ? user : NULL, on_user_purged,
+                              p);
+    }
+    config_unref(cfg);
 }
 
 /* The route table: path (exact, or prefix when it ends in '/'), method, handler. */
@@ -154,6 +247,12 @@ struct admin *admin_start(struct event_base *base, struct server *srv)
         log_err("admin: cannot listen on %s: %m", addr->text);
         goto fail;
     }
+    a->redis = redis_new(base, cfg);
+    if (!a->redis) {
+        log_err("admin: cannot create the Redis client");
+        goto fail;
+    }
+    a->cache = cache_new(a->redis);
     log_notice("admin listening on %s", addr->text);
     config_unref(cfg);
     return a;
@@ -167,7 +266,18 @@ void admin_stop(struct admin *a)
 {
     if (!a)
         return;
+    /* Redis first: purges still waiting are answered (with an error) while
+     * their evhttp requests still exist. */
+    if (a->redis)
+        redis_free(a->redis);
     if (a->http)
         evhttp_free(a->http);
+    cache_free(a->cache);
     free(a);
+}
+
+void admin_reconfigure(struct admin *a, const struct config *cfg)
+{
+    if (a && a->redis)
+        redis_reconfigure(a->redis, cfg);
 }

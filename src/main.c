@@ -97,6 +97,7 @@ static void reload(struct control *ctl)
         pthread_mutex_unlock(&ctl->srv.lock);
         config_unref(prev);
         log_set_level(nc->log_level);
+        admin_reconfigure(ctl->admin, nc);
         for (size_t i = 0; i < ctl->srv.n_workers; i++)
             worker_notify(ctl->srv.workers[i], WORKER_F_RELOAD);
         metrics_inc(m0, MCOUNT_CONFIG_RELOADS_OK);
