@@ -321,6 +321,13 @@ class RedisServer:
             self.proc.wait(5)
         self.proc = None
 
+    def kill(self):
+        """SIGKILL: no shutdown, and (no persistence) every key is lost."""
+        self.proc.kill()
+        self.proc.wait(5)
+        self.proc = None
+        self.paused = False
+
     def pause(self):
         self.proc.send_signal(signal.SIGSTOP)
         self.paused = True
