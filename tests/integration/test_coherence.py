@@ -72,3 +72,18 @@ def test_fetch_after_write_is_cached_again(gateway, mock):
     assert gateway.post(path, {"FriendlyName": "x"}).status == 200
     fetch(gateway, path, 200, "MISS")
     fetch(gateway, path, 200, "HIT")
+
+
+def test_write_with_unknown_outcome_still_invalidates(gateway_factory, mock):
+    gw = gateway_factory({"upstream": {"timeout_ms": "500", "max_retries": "0"}})
+    mock.add_user("unsure", friendly_name="before")
+    path = user_path("v1s", "unsure")
+    fetch(gw, path, expect_cache="MISS")
+    fetch(gw, path, expect_cache="HIT")
+    # Twilio applies the update but the answer never arrives in time.
+    mock.fail(prefix=path, method="POST", count=1, delay_after=1.5)
+    r = gw.post(path, {"FriendlyName": "after"})
+    assert r.status == 504, r
+    time.sleep(1.2)  # the mock finishes applying it
+    r = fetch(gw, path, expect_cache="MISS")
+    assert r.json["friendly_name"] == "after", r
