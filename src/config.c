@@ -36,6 +36,7 @@ struct values {
     char *auth_token;
     char *api_key_sid;
     char *api_key_secret;
+    char *log_hash_key;
 };
 _Static_assert(offsetof(struct values, c) == 0, "struct config must start struct values");
 
@@ -97,6 +98,9 @@ static const struct key keys[] = {
     {"server", "log_level", K_LOGLEVEL, "info", .off = C(log_level)},
     {"server", "access_log", K_ENUM, "logfmt", .off = C(access_log), .arg = "off|logfmt|json"},
     {"server", "log_identities", K_BOOL, "off", .off = C(log_identities)},
+    {"server", "log_hash_key", K_SECRET, "", .off = V(log_hash_key), .arg = "log_hash_key_file"},
+    {"server", "log_hash_key_file", K_SECRET_FILE, "", .off = V(log_hash_key),
+     .arg = "log_hash_key"},
 
     {"upstream", "conversations_url", K_URL, "https://conversations.twilio.com",
      .off = C(conversations_url), .min = 1},
@@ -1115,6 +1119,19 @@ static void finish_credentials(struct load *ld, const char *file)
     v->c.auth_secret = util_strdup(secret);
 }
 
+/* The access log's identity-hash key: from log_hash_key, else from the Twilio
+ * secret, so every instance of an account hashes an identity alike (lines
+ * correlate across instances and restarts) and whoever holds the secret can
+ * compute the hash of a given identity to search the logs. */
+static void finish_log_key(struct values *v)
+{
+    const char *material = v->log_hash_key ? v->log_hash_key : v->c.auth_secret;
+    static const uint64_t salt[2][2] = {{0x7573657267617465ULL, 0x6c6f672d6b657930ULL},
+                                        {0x7573657267617465ULL, 0x6c6f672d6b657931ULL}};
+    for (int i = 0; i < 2; i++)
+        v->c.log_key[i] = material ? util_siphash(salt[i], material, strlen(material)) : 0;
+}
+
 /* Twilio's edge/region routing, as its helper libraries do it: only URLs of
  * the plain https://PRODUCT.twilio.com shape are rewritten. */
 static void apply_edge_region(struct values *v)
@@ -1149,6 +1166,7 @@ static void load_free(struct load *ld)
     secret_free(ld->v.auth_token);
     free(ld->v.api_key_sid);
     secret_free(ld->v.api_key_secret);
+    secret_free(ld->v.log_hash_key);
     for (size_t i = 0; i < ld->n_clients; i++)
         client_free(&ld->clients[i].cl);
     free(ld->clients);
@@ -1171,6 +1189,7 @@ struct config *config_load(const char *path, struct config_errors *errs)
         }
         finish_clients(&ld);
         finish_credentials(&ld, path);
+        finish_log_key(&ld.v);
         apply_edge_region(&ld.v);
     }
     struct config *c = NULL;

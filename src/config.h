@@ -47,6 +47,7 @@ struct config {
     int log_level;                   /* enum log_level; default info */
     char *access_log;                /* "off" | "logfmt" | "json"; default logfmt */
     bool log_identities;             /* default off: identities logged as keyed hash */
+    uint64_t log_key[2];             /* SipHash key of that hash (config.c: finish_log_key) */
 
     /* [upstream] */
     char *conversations_url; /* no trailing slash */

@@ -170,7 +170,26 @@ static void on_tick(evutil_socket_t fd, short what, void *arg)
     struct control *ctl = arg;
     (void)fd;
     (void)what;
-    notify_watchdog();
+    /* The watchdog vouches for every loop, not just this one: each worker
+     * must have answered the previous tick's ping. */
+    bool alive = true;
+    for (size_t i = 0; i < ctl->srv.n_workers; i++) {
+        struct worker *w = ctl->srv.workers[i];
+        if (!__atomic_load_n(&w->exited, __ATOMIC_ACQUIRE) &&
+            __atomic_load_n(&w->pong, __ATOMIC_ACQUIRE) != w->ping) {
+            log_err("worker %d has not turned its event loop since the last tick; "
+                    "withholding the watchdog ping",
+                    w->index);
+            alive = false;
+        }
+    }
+    if (alive)
+        notify_watchdog();
+    for (size_t i = 0; i < ctl->srv.n_workers; i++) {
+        struct worker *w = ctl->srv.workers[i];
+        __atomic_store_n(&w->ping, w->ping + 1, __ATOMIC_RELEASE);
+        worker_notify(w, WORKER_F_PING);
+    }
     struct metrics_shard *shards[64];
     size_t n = ctl->srv.n_workers < 64 ? ctl->srv.n_workers : 64;
     for (size_t i = 0; i < n; i++)

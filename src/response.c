@@ -179,8 +179,27 @@ static void json_string(struct buf *b, const char *s)
     buf_append(b, "\"", 1);
 }
 
-/* Deliberately limited to ids, route templates and outcomes: never the
- * identity, path, query, body or attributes (PII). */
+/* The user a request named, as the access log shows it: a SID as is (not
+ * PII), an identity as "h:" + its keyed SipHash (config.c finish_log_key)
+ * unless log_identities is on. Identities may hold any byte, so the logfmt
+ * and JSON writers escape them. */
+static void user_field(const struct request *req, char *hash, size_t hashlen, const char **out)
+{
+    const struct route_match *m = &req->route;
+    *out = NULL;
+    if (m->user_len == 0 || !req->cfg)
+        return;
+    if (m->user_is_sid || req->cfg->log_identities) {
+        *out = m->user;
+        return;
+    }
+    snprintf(hash, hashlen, "h:%016llx",
+             (unsigned long long)util_siphash(req->cfg->log_key, m->user, m->user_len));
+    *out = hash;
+}
+
+/* Deliberately limited to ids, route templates and outcomes: never the path,
+ * query, body or attributes (PII), and identities only as a keyed hash. */
 static void access_log(const struct request *req, int status, int64_t ms)
 {
     const char *mode = req->cfg ? req->cfg->access_log : NULL;
@@ -191,23 +210,32 @@ static void access_log(const struct request *req, int status, int64_t ms)
     const char *cache = xcache_name(req->cache);
     if (!cache)
         cache = "-";
+    const char *service = req->route.service[0] ? req->route.service : "-";
+    char hash[24];
+    const char *user;
+    user_field(req, hash, sizeof hash, &user);
     struct buf b = {0};
     if (mode && strcmp(mode, "json") == 0) {
         buf_printf(&b, "{\"msg\":\"access\",\"id\":%" PRIu64 ",\"client\":", req->id);
         json_string(&b, client);
+        buf_printf(&b, ",\"method\":\"%s\",\"route\":\"%s\",\"service\":\"%s\",\"user\":", method,
+                   route_label(req->route.id), service);
+        if (user)
+            json_string(&b, user);
+        else
+            buf_puts(&b, "null");
         buf_printf(&b,
-                   ",\"method\":\"%s\",\"route\":\"%s\",\"status\":%d,\"cache\":\"%s\","
-                   "\"upstream_status\":%d,\"upstream_ms\":%" PRId64 ",\"ms\":%" PRId64 "}",
-                   method, route_label(req->route.id), status, cache, req->upstream_status,
-                   req->upstream_ms, ms);
+                   ",\"status\":%d,\"cache\":\"%s\",\"upstream_status\":%d,\"upstream_ms\":%" PRId64
+                   ",\"ms\":%" PRId64 "}",
+                   status, cache, req->upstream_status, req->upstream_ms, ms);
     } else {
         buf_printf(&b, "access id=%" PRIu64 " client=", req->id);
         logfmt_value(&b, client);
-        buf_printf(&b,
-                   " method=%s route=\"%s\" status=%d cache=%s upstream_status=%d"
-                   " upstream_ms=%" PRId64 " ms=%" PRId64,
-                   method, route_label(req->route.id), status, cache, req->upstream_status,
-                   req->upstream_ms, ms);
+        buf_printf(&b, " method=%s route=\"%s\" service=%s user=", method,
+                   route_label(req->route.id), service);
+        logfmt_value(&b, user ? user : "-");
+        buf_printf(&b, " status=%d cache=%s upstream_status=%d upstream_ms=%" PRId64 " ms=%" PRId64,
+                   status, cache, req->upstream_status, req->upstream_ms, ms);
     }
     log_msg(LOG_INFO, "%s", b.data);
     buf_free(&b);

@@ -66,4 +66,9 @@ void util_random(void *out, size_t n);
 /* Uniform random in [0, n) (n > 0). */
 uint64_t util_random_below(uint64_t n);
 
+/* SipHash-2-4 (Aumasson & Bernstein): a keyed PRF, for logging identities as
+ * hashes that correlate across lines and instances but cannot be reversed
+ * without the key. */
+uint64_t util_siphash(const uint64_t key[2], const void *data, size_t n);
+
 #endif

@@ -93,6 +93,8 @@ static void on_notify(evutil_socket_t fd, short what, void *arg)
     (void)fd;
     (void)what;
     int flags = __atomic_exchange_n(&w->pending_flags, 0, __ATOMIC_ACQ_REL);
+    if (flags & WORKER_F_PING)
+        __atomic_store_n(&w->pong, __atomic_load_n(&w->ping, __ATOMIC_ACQUIRE), __ATOMIC_RELEASE);
     if (flags & WORKER_F_RELOAD) {
         struct config *nc = server_config(w->srv);
         struct config *old = w->cfg;

@@ -58,6 +58,7 @@ struct worker {
     int *unix_fds;           /* worker 0: unix listeners shared with the others */
     struct event *notify_ev; /* cross-thread wake-up (config swap, shutdown) */
     int pending_flags;       /* atomic: WORKER_F_* set by main, read by the worker */
+    unsigned ping, pong;     /* atomic: main's liveness probe; the loop copies ping to pong */
     uint64_t next_request_id;
     bool draining;         /* stop accepting; exit when no requests left */
     bool started;          /* thread running (main joins it) */
@@ -68,6 +69,7 @@ struct worker {
 #define WORKER_F_RELOAD 1
 #define WORKER_F_SHUTDOWN 2
 #define WORKER_F_ABORT 4
+#define WORKER_F_PING 8
 
 /* Create a worker with its base, upstream, redis, cache, router and metric
  * shard, and bind its listeners. Returns NULL on failure (logged). */

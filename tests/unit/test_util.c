@@ -247,6 +247,35 @@ static void test_secret_file(void **state)
     assert_null(util_read_secret_file("/nonexistent/ug/secret"));
 }
 
+/* The reference vectors of the SipHash paper: key 00..0f, message 00..n-1. */
+static void test_siphash(void **state)
+{
+    (void)state;
+    static const struct {
+        size_t n;
+        uint64_t want;
+    } cases[] = {
+        {0, 0x726fdb47dd0e0e31ULL},
+        {1, 0x74f839c593dc67fdULL},
+        {15, 0xa129ca6149be45e5ULL},
+    };
+    unsigned char key_bytes[16], msg[64];
+    for (int i = 0; i < 16; i++)
+        key_bytes[i] = (unsigned char)i;
+    for (int i = 0; i < 64; i++)
+        msg[i] = (unsigned char)i;
+    uint64_t key[2] = {0, 0};
+    for (int i = 7; i >= 0; i--) {
+        key[0] = (key[0] << 8) | key_bytes[i];
+        key[1] = (key[1] << 8) | key_bytes[8 + i];
+    }
+    for (size_t i = 0; i < UG_ARRAY_LEN(cases); i++)
+        assert_true(util_siphash(key, msg, cases[i].n) == cases[i].want);
+    /* Another key, another hash. */
+    uint64_t other[2] = {key[0] ^ 1, key[1]};
+    assert_true(util_siphash(other, msg, 15) != cases[2].want);
+}
+
 static void test_clocks_random(void **state)
 {
     int64_t a = util_now_ms(), b = util_now_ms();
@@ -276,7 +305,7 @@ int main(void)
         cmocka_unit_test(test_pct_encode),    cmocka_unit_test(test_base64),
         cmocka_unit_test(test_ct_equal),      cmocka_unit_test(test_parse_long),
         cmocka_unit_test(test_trim_strdup),   cmocka_unit_test(test_secret_file),
-        cmocka_unit_test(test_clocks_random),
+        cmocka_unit_test(test_clocks_random), cmocka_unit_test(test_siphash),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
