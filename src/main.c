@@ -37,7 +37,9 @@ struct control {
     struct event *sig_hup, *sig_term, *sig_int;
     struct event *worker_exit_ev; /* activated by workers as they finish */
     struct event *shutdown_timer;
-    struct event *tick; /* watchdog + STATUS */
+    struct event *tick;  /* watchdog + STATUS */
+    struct event *ready; /* READY=1 once Redis answered, or its first attempt ran out */
+    int64_t ready_deadline_ms;
     size_t workers_running;
     bool shutting_down;
     struct metrics_summary last; /* for the request rate in STATUS= */
@@ -163,6 +165,27 @@ static void on_worker_exit(evutil_socket_t fd, short what, void *arg)
             alive++;
     if (alive == 0)
         event_base_loopexit(ctl->base, NULL);
+}
+
+/* READY=1 waits for the first Redis attempt (so a unit ordered after
+ * usergate starts with a warm path), but never longer than that attempt's
+ * connect timeout: Redis is an accelerator, not a dependency. */
+static void on_ready_check(evutil_socket_t fd, short what, void *arg)
+{
+    struct control *ctl = arg;
+    (void)fd;
+    (void)what;
+    struct metrics_shard *shards[64];
+    size_t n = ctl->srv.n_workers < 64 ? ctl->srv.n_workers : 64;
+    for (size_t i = 0; i < n; i++)
+        shards[i] = ctl->srv.workers[i]->metrics;
+    bool up = metrics_gauge_value(shards, n, MGAUGE_REDIS_UP) == 1;
+    if (!up && util_now_ms() < ctl->ready_deadline_ms)
+        return;
+    if (!up)
+        log_warn("redis not reachable yet; serving from upstream meanwhile");
+    event_del(ctl->ready);
+    notify_ready();
 }
 
 static void on_tick(evutil_socket_t fd, short what, void *arg)
@@ -301,7 +324,11 @@ int main(int argc, char **argv)
 
     for (size_t i = 0; i < cfg->n_listen; i++)
         log_notice("usergate %s listening on %s", PACKAGE_VERSION, cfg->listen[i].text);
-    notify_ready();
+    long redis_ms = cfg->redis_timeout_ms * 4; /* redis.c's connect timeout */
+    ctl.ready_deadline_ms = util_now_ms() + (redis_ms < 1000 ? 1000 : redis_ms);
+    ctl.ready = event_new(ctl.base, -1, EV_PERSIST, on_ready_check, &ctl);
+    struct timeval ready_tv = {0, 20 * 1000};
+    event_add(ctl.ready, &ready_tv);
     event_base_dispatch(ctl.base);
     rc = 0;
 
@@ -318,8 +345,8 @@ out:
     for (size_t i = 0; i < ctl.srv.n_workers; i++)
         worker_free(ctl.srv.workers[i]);
     free(ctl.srv.workers);
-    struct event *evs[] = {ctl.sig_hup,        ctl.sig_term,       ctl.sig_int,
-                           ctl.worker_exit_ev, ctl.shutdown_timer, ctl.tick};
+    struct event *evs[] = {ctl.sig_hup,        ctl.sig_term, ctl.sig_int, ctl.worker_exit_ev,
+                           ctl.shutdown_timer, ctl.tick,     ctl.ready};
     for (size_t i = 0; i < UG_ARRAY_LEN(evs); i++)
         if (evs[i])
             event_free(evs[i]);
