@@ -24,6 +24,13 @@
 #define UPSTREAM_MAX_BODY (4u * 1024 * 1024) /* a user object is a few KB */
 #define UPSTREAM_MAXCONNECTS 64L
 #define UPSTREAM_FREE_EASIES 16 /* idle easy handles kept for reuse */
+/* Retry back-off: full jitter over an exponential window (AWS's "Exponential
+ * Backoff And Jitter"), so clients that failed together do not come back
+ * together. An attempt is only started with at least RETRY_MIN_LEFT_MS of the
+ * request's deadline left. */
+#define RETRY_BASE_MS 100
+#define RETRY_CAP_MS 2000
+#define RETRY_MIN_LEFT_MS 100
 
 /* One watched socket: curl owns the fd, we own the event (curl_multi_assign). */
 struct usock {
@@ -34,11 +41,12 @@ struct usock {
 };
 
 enum call_state {
-    CALL_QUEUED,   /* set up, waiting in u->queue for an in-flight slot */
-    CALL_RUNNING,  /* attached to the multi */
-    CALL_FINISHED, /* off the multi, in check_multi_info's batch, callback not yet run */
-    CALL_PENDING,  /* cancelled, waiting in u->pending for its deferred callback */
-    CALL_DELIVERED /* callback running or done: the handle is dead */
+    CALL_QUEUED,    /* set up, waiting in u->queue for an in-flight slot */
+    CALL_RUNNING,   /* attached to the multi */
+    CALL_FINISHED,  /* off the multi, in check_multi_info's batch, callback not yet run */
+    CALL_PENDING,   /* cancelled, waiting in u->pending for its deferred callback */
+    CALL_DELIVERED, /* callback running or done: the handle is dead */
+    CALL_WAITING    /* holding no slot: a pacing delay or a retry back-off on c->timer */
 };
 
 struct upstream_call {
@@ -52,6 +60,10 @@ struct upstream_call {
     bool too_large; /* body cap hit: the write callback aborted the transfer */
     int64_t start_ms;
     int64_t queue_deadline_ms;
+    int64_t deadline_ms; /* start + timeout_ms: no attempt starts past it */
+    bool idempotent;     /* GET: may be retried after reaching Twilio */
+    int max_retries;
+    struct event *timer; /* CALL_WAITING; created on first use */
     struct upstream_response resp;
     char errbuf[CURL_ERROR_SIZE];
     struct upstream_call *prev, *next; /* u->calls, u->pending or a finished batch */
@@ -63,6 +75,7 @@ struct upstream {
     struct event *timer;   /* curl's single timeout */
     struct event *deliver; /* runs deferred (cancelled) callbacks */
     struct upstream_call *calls;
+    struct upstream_call *waiting; /* CALL_WAITING */
     struct upstream_call *pending, *pending_tail;
     struct usock *socks;
     size_t inflight;
@@ -126,6 +139,8 @@ static void easy_put(struct upstream *u, CURL *e)
 
 static void call_free(struct upstream_call *c)
 {
+    if (c->timer)
+        event_free(c->timer);
     easy_put(c->u, c->easy);
     curl_slist_free_all(c->headers);
     buf_free(&c->resp.body);
@@ -199,6 +214,8 @@ static void classify(struct upstream_call *c, CURLcode rc)
         r->outcome = UPSTREAM_OK;
         r->status = (int)code;
         r->error[0] = '\0';
+        if (code == 429)
+            r->throttled++;
         return;
     }
     if (is_connect_error(rc) && never_sent(c))
@@ -213,6 +230,53 @@ static void classify(struct upstream_call *c, CURLcode rc)
     else
         snprintf(r->error, sizeof r->error, "%s",
                  c->errbuf[0] ? c->errbuf : curl_easy_strerror(rc));
+}
+
+static void call_wait(struct upstream *u, struct upstream_call *c, int64_t ms);
+
+/* Whether this outcome may be retried: a request that never left, always;
+ * one that reached Twilio only if it is a GET and Twilio failed (5xx, 429)
+ * or the connection broke. A timeout leaves no deadline to retry in. */
+static bool retryable(const struct upstream_call *c)
+{
+    const struct upstream_response *r = &c->resp;
+    if (r->outcome == UPSTREAM_CONNECT_FAIL)
+        return true;
+    if (!c->idempotent || c->too_large)
+        return false;
+    return r->outcome == UPSTREAM_ERROR ||
+           (r->outcome == UPSTREAM_OK && (r->status >= 500 || r->status == 429));
+}
+
+/* Schedule another attempt if one is allowed and fits the deadline: Twilio's
+ * Retry-After when it sent one, else full jitter. The call holds no slot
+ * while it waits. */
+static bool retry_later(struct upstream *u, struct upstream_call *c)
+{
+    if (u->closing || c->resp.retries >= c->max_retries || !retryable(c))
+        return false;
+    int64_t delay;
+    if (c->resp.retry_after >= 0) {
+        delay = (int64_t)c->resp.retry_after * 1000;
+    } else {
+        int shift = c->resp.retries < 10 ? c->resp.retries : 10;
+        int64_t window = (int64_t)RETRY_BASE_MS << shift;
+        delay = (int64_t)util_random_below(
+            (uint64_t)(window < RETRY_CAP_MS ? window : RETRY_CAP_MS) + 1);
+    }
+    if (util_now_ms() + delay + RETRY_MIN_LEFT_MS > c->deadline_ms)
+        return false;
+    c->resp.retries++;
+    /* Forget this attempt; the next one's answer replaces it. */
+    struct upstream_response *r = &c->resp;
+    r->status = 0;
+    buf_reset(&r->body);
+    r->content_type[0] = r->request_id[0] = r->error[0] = '\0';
+    r->retry_after = -1;
+    c->errbuf[0] = '\0';
+    c->sent = false;
+    call_wait(u, c, delay);
+    return true;
 }
 
 /* Drain curl's finished transfers. All of them are taken off the multi before
@@ -235,6 +299,8 @@ static void check_multi_info(struct upstream *u)
             continue;
         classify(c, rc);
         call_detach(c);
+        if (retry_later(u, c))
+            continue;
         c->state = CALL_FINISHED;
         *tail = c;
         tail = &c->next;
@@ -464,6 +530,11 @@ static void defer_delivery(struct upstream *u, struct upstream_call *c, enum ups
 
 static int call_run(struct upstream *u, struct upstream_call *c)
 {
+    /* The first attempt has timeout_ms; a retry what is left of it. */
+    if (c->resp.retries > 0) {
+        int64_t left = c->deadline_ms - util_now_ms();
+        curl_easy_setopt(c->easy, CURLOPT_TIMEOUT_MS, (long)(left > 1 ? left : 1));
+    }
     if (curl_multi_add_handle(u->multi, c->easy) != CURLM_OK) {
         __atomic_fetch_sub(&u->limits->inflight, 1, __ATOMIC_ACQ_REL);
         return -1;
@@ -484,6 +555,7 @@ static void queue_pump(struct upstream *u)
             queue_remove(u, c);
             snprintf(c->resp.error, sizeof c->resp.error, "queued longer than %ld ms",
                      u->queue_timeout_ms);
+            c->resp.retry_after = 1;
             defer_delivery(u, c, UPSTREAM_REJECTED);
             continue;
         }
@@ -553,6 +625,12 @@ void upstream_free(struct upstream *u)
     }
     while ((c = u->queue)) {
         queue_remove(u, c);
+        c->resp.outcome = UPSTREAM_CANCELLED;
+        call_deliver(c);
+    }
+    while ((c = u->waiting)) {
+        event_del(c->timer);
+        call_unlink(&u->waiting, c);
         c->resp.outcome = UPSTREAM_CANCELLED;
         call_deliver(c);
     }
@@ -639,6 +717,12 @@ static int call_setup(struct upstream_call *c, const struct config *cfg,
      * burst behind the first response. */
     if (strncasecmp(req->url, "https://", 8) == 0)
         SET(CURLOPT_PIPEWAIT, 1L);
+    /* curl silently re-sends a request whose reused connection died before
+     * any answer: right for a GET, wrong for a write that may have reached
+     * Twilio. On a fresh connection that resend never happens, so a write
+     * goes out exactly once unless it provably never left (CONNECT_FAIL). */
+    if (!req->idempotent)
+        SET(CURLOPT_FRESH_CONNECT, 1L);
     SET(CURLOPT_CONNECTTIMEOUT_MS, cfg->connect_timeout_ms);
     SET(CURLOPT_TIMEOUT_MS, cfg->timeout_ms);
     if (cfg->ca_file && cfg->ca_file[0])
@@ -676,6 +760,64 @@ fail:
     return -1;
 }
 
+/* Run the call now if a slot is free and nobody queues before it, else queue
+ * it if the process-wide queue has room, else refuse it. -1 only when curl
+ * refused the handle (nothing delivered). */
+static int call_admit(struct upstream *u, struct upstream_call *c)
+{
+    if (!u->queue && slot_take(u)) {
+        /* curl_multi_add_handle only arms the timer: nothing completes before
+         * the loop runs again, so the callback cannot run inside this call. */
+        return call_run(u, c);
+    }
+    if (__atomic_add_fetch(&u->limits->queued, 1, __ATOMIC_ACQ_REL) > u->queue_size) {
+        __atomic_fetch_sub(&u->limits->queued, 1, __ATOMIC_ACQ_REL);
+        snprintf(c->resp.error, sizeof c->resp.error, "upstream queue full");
+        c->resp.retry_after = 1;
+        defer_delivery(u, c, UPSTREAM_REJECTED);
+        return 0;
+    }
+    c->state = CALL_QUEUED;
+    c->queue_deadline_ms = util_now_ms() + u->queue_timeout_ms;
+    c->prev = u->queue_tail;
+    c->next = NULL;
+    if (u->queue_tail)
+        u->queue_tail->next = c;
+    else
+        u->queue = c;
+    u->queue_tail = c;
+    u->queued++;
+    queue_pump(u);
+    return 0;
+}
+
+static void on_call_timer(evutil_socket_t fd, short what, void *arg)
+{
+    struct upstream_call *c = arg;
+    struct upstream *u = c->u;
+    (void)fd;
+    (void)what;
+    call_unlink(&u->waiting, c);
+    if (call_admit(u, c) < 0) {
+        snprintf(c->resp.error, sizeof c->resp.error, "cannot restart the transfer");
+        defer_delivery(u, c, UPSTREAM_ERROR);
+    }
+}
+
+/* Park a call (holding no slot) for ms, then admit it again. */
+static void call_wait(struct upstream *u, struct upstream_call *c, int64_t ms)
+{
+    if (!c->timer)
+        c->timer = evtimer_new(u->base, on_call_timer, c);
+    c->state = CALL_WAITING;
+    call_push(&u->waiting, c);
+    struct timeval tv = {.tv_sec = (time_t)(ms / 1000), .tv_usec = (suseconds_t)(ms % 1000) * 1000};
+    if (!c->timer || evtimer_add(c->timer, &tv) < 0) {
+        call_unlink(&u->waiting, c);
+        defer_delivery(u, c, UPSTREAM_ERROR);
+    }
+}
+
 struct upstream_call *upstream_start(struct upstream *u, const struct config *cfg,
                                      const struct upstream_request *req, upstream_cb cb, void *arg)
 {
@@ -695,33 +837,34 @@ struct upstream_call *upstream_start(struct upstream *u, const struct config *cf
     u->max_inflight = cfg->max_inflight;
     u->queue_size = cfg->queue_size;
     u->queue_timeout_ms = cfg->queue_timeout_ms;
-    if (!u->queue && slot_take(u)) {
-        /* curl_multi_add_handle only arms the timer: nothing completes before
-         * the loop runs again, so the callback cannot run inside this call. */
-        if (call_run(u, c) < 0) {
-            call_free(c);
-            return NULL;
+    c->deadline_ms = c->start_ms + cfg->timeout_ms;
+    c->idempotent = req->idempotent;
+    c->max_retries = (int)cfg->max_retries;
+    if (req->pace_key) {
+        /* A write waits its turn among its service's writes (all workers),
+         * up to queue_timeout_ms; beyond that it is refused with the time to
+         * come back, before it costs a slot. */
+        long retry_s = 1;
+        int64_t wait_us = pace_reserve(&u->limits->pace, req->pace_key, cfg->writes_per_second,
+                                       util_now_ms() * 1000, u->queue_timeout_ms * 1000, &retry_s);
+        if (wait_us < 0) {
+            c->resp.retry_after = retry_s;
+            c->resp.pace_rejected = true;
+            snprintf(c->resp.error, sizeof c->resp.error, "write pacing: service over %ld/s",
+                     cfg->writes_per_second);
+            defer_delivery(u, c, UPSTREAM_REJECTED);
+            return c;
         }
-        return c;
+        if (wait_us > 0) {
+            c->resp.paced_ms = (wait_us + 999) / 1000;
+            call_wait(u, c, c->resp.paced_ms);
+            return c;
+        }
     }
-    /* At the limit: wait in line if the process-wide queue has room. */
-    if (__atomic_add_fetch(&u->limits->queued, 1, __ATOMIC_ACQ_REL) > u->queue_size) {
-        __atomic_fetch_sub(&u->limits->queued, 1, __ATOMIC_ACQ_REL);
-        snprintf(c->resp.error, sizeof c->resp.error, "upstream queue full");
-        defer_delivery(u, c, UPSTREAM_REJECTED);
-        return c;
+    if (call_admit(u, c) < 0) {
+        call_free(c);
+        return NULL;
     }
-    c->state = CALL_QUEUED;
-    c->queue_deadline_ms = c->start_ms + u->queue_timeout_ms;
-    c->prev = u->queue_tail;
-    c->next = NULL;
-    if (u->queue_tail)
-        u->queue_tail->next = c;
-    else
-        u->queue = c;
-    u->queue_tail = c;
-    u->queued++;
-    queue_pump(u);
     return c;
 }
 
@@ -736,6 +879,12 @@ void upstream_cancel(struct upstream_call *c)
     }
     if (c && c->state == CALL_QUEUED) {
         queue_remove(c->u, c);
+        defer_delivery(c->u, c, UPSTREAM_CANCELLED);
+        return;
+    }
+    if (c && c->state == CALL_WAITING) {
+        event_del(c->timer);
+        call_unlink(&c->u->waiting, c);
         defer_delivery(c->u, c, UPSTREAM_CANCELLED);
         return;
     }

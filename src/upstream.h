@@ -10,6 +10,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "pace.h"
 #include "util.h"
 
 #define CURL_ERROR_SIZE_UG 256
@@ -36,9 +37,13 @@ struct upstream_response {
     struct buf body;
     char content_type[128]; /* "" if none */
     char request_id[64];    /* Twilio-Request-Id, "" if none */
-    long retry_after;       /* seconds from Retry-After, -1 if none */
+    long retry_after;       /* seconds from Retry-After, -1 if none; for REJECTED: when to
+                               come back (>= 1) */
     int64_t duration_ms;
     int retries;                    /* attempts made beyond the first */
+    int throttled;                  /* attempts Twilio answered 429 (the last one included) */
+    int64_t paced_ms;               /* time a write waited for its service's pacing */
+    bool pace_rejected;             /* REJECTED by write pacing (not by the queue) */
     char error[CURL_ERROR_SIZE_UG]; /* transport error text, "" when OK */
 };
 
@@ -62,10 +67,13 @@ struct upstream_request {
 };
 
 /* Process-wide limits shared by every worker's upstream (atomics): at most
- * cfg->max_inflight calls on the wire, at most cfg->queue_size waiting. */
+ * cfg->max_inflight calls on the wire, at most cfg->queue_size waiting, and
+ * writes paced per service at cfg->writes_per_second (pace.h). Zero-initialised
+ * is ready. */
 struct upstream_limits {
     long inflight;
     long queued;
+    struct pace_table pace;
 };
 
 struct upstream *upstream_new(struct event_base *base);
