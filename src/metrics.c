@@ -62,6 +62,11 @@ static const struct {
                                  "Upstream requests retried."},
     [MCOUNT_UPSTREAM_THROTTLED] = {"usergate_upstream_throttled_total", NULL,
                                    "429 answers received from Twilio."},
+    [MCOUNT_UPSTREAM_PACED] = {"usergate_upstream_paced_total", NULL,
+                               "Writes that waited for their service's write pacing."},
+    [MCOUNT_UPSTREAM_PACE_REFUSED] = {"usergate_upstream_pace_refused_total", NULL,
+                                      "Writes refused (429) because their service was over "
+                                      "writes_per_second for longer than queue_timeout_ms."},
     [MCOUNT_CLIENT_THROTTLED] = {"usergate_client_throttled_total", NULL,
                                  "429 answers given to clients by usergate."},
     [MCOUNT_AUTH_FAILURES] = {"usergate_auth_failures_total", NULL,

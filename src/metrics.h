@@ -44,6 +44,8 @@ enum metric_counter {
     MCOUNT_PURGES,                /* usergate_cache_purges_total */
     MCOUNT_UPSTREAM_RETRIES,      /* usergate_upstream_retries_total */
     MCOUNT_UPSTREAM_THROTTLED,    /* usergate_upstream_throttled_total (429 from Twilio) */
+    MCOUNT_UPSTREAM_PACED,        /* usergate_upstream_paced_total (writes that waited) */
+    MCOUNT_UPSTREAM_PACE_REFUSED, /* usergate_upstream_pace_refused_total */
     MCOUNT_CLIENT_THROTTLED,      /* usergate_client_throttled_total (429 given to clients) */
     MCOUNT_AUTH_FAILURES,         /* usergate_auth_failures_total */
     MCOUNT_CONFIG_RELOADS_OK,     /* usergate_config_reloads_total{result="ok"} */

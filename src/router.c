@@ -89,6 +89,10 @@ struct rstate {
     struct buf body; /* form re-encoded for upstream */
     struct buf resp_body;
     int resp_status;
+    long retry_after;   /* REJECTED: when to come back */
+    bool pace_rejected; /* REJECTED by write pacing */
+    struct upstream_call
+        *call; /* forwarded GET (list, sub-resource): cancelled if the client leaves */
     char content_type[128];
     char request_id[64];
     enum upstream_outcome outcome;
@@ -169,8 +173,13 @@ static void finish_transport_error(struct request *req, const struct upstream_re
         rstate_free(req->rstate);
         req->on_abort = NULL;
         response_error_retry(req, 429, TWILIO_E_TOO_MANY,
-                             "Too many requests to Twilio in flight; retry shortly", 1);
-    } else if (resp->outcome == UPSTREAM_TIMEOUT)
+                             resp->pace_rejected
+                                 ? "Too many writes to this service; retry after the delay given"
+                                 : "Too many requests to Twilio in flight; retry shortly",
+                             resp->retry_after > 0 ? resp->retry_after : 1);
+    } else if (resp->outcome == UPSTREAM_CANCELLED)
+        finish_error(req, 499, TWILIO_E_BAD_REQUEST, "Client closed the request");
+    else if (resp->outcome == UPSTREAM_TIMEOUT)
         finish_error(req, 504, TWILIO_E_TIMEOUT, "Upstream Twilio API timed out");
     else
         finish_error(req, 502, TWILIO_E_UNAVAILABLE, "Upstream Twilio API unreachable");
@@ -198,6 +207,10 @@ static void update_upstream_gauges(struct router *r)
 static void record_upstream(struct router *r, enum api_family f,
                             const struct upstream_response *resp)
 {
+    if (resp->paced_ms > 0)
+        metrics_inc(r->w->metrics, MCOUNT_UPSTREAM_PACED);
+    if (resp->pace_rejected)
+        metrics_inc(r->w->metrics, MCOUNT_UPSTREAM_PACE_REFUSED);
     if (resp->outcome == UPSTREAM_CANCELLED || resp->outcome == UPSTREAM_REJECTED) {
         update_upstream_gauges(r);
         return;
@@ -206,7 +219,7 @@ static void record_upstream(struct router *r, enum api_family f,
                      resp->duration_ms);
     for (int i = 0; i < resp->retries; i++)
         metrics_inc(r->w->metrics, MCOUNT_UPSTREAM_RETRIES);
-    if (resp->outcome == UPSTREAM_OK && resp->status == 429)
+    for (int i = 0; i < resp->throttled; i++)
         metrics_inc(r->w->metrics, MCOUNT_UPSTREAM_THROTTLED);
     update_upstream_gauges(r);
 }
@@ -681,8 +694,10 @@ static void finish_held(struct rstate *rs)
 {
     struct request *req = rs->req;
     if (rs->outcome != UPSTREAM_OK) {
-        struct upstream_response fake = {.outcome = rs->outcome};
-        finish_transport_error(req, &fake);
+        struct upstream_response held = {.outcome = rs->outcome,
+                                         .retry_after = rs->retry_after,
+                                         .pace_rejected = rs->pace_rejected};
+        finish_transport_error(req, &held);
         return;
     }
     struct buf body = rs->resp_body;
@@ -725,8 +740,11 @@ static void on_write_done(void *arg, const struct upstream_response *resp)
     struct request *req = rs->req;
     const struct route_match *m = &req->route;
     record_upstream(rs->r, m->family, resp);
+    rs->call = NULL;
     rs->outcome = resp->outcome;
     rs->resp_status = resp->status;
+    rs->retry_after = resp->retry_after;
+    rs->pace_rejected = resp->pace_rejected;
     req->upstream_status = resp->status;
     req->upstream_ms = resp->duration_ms;
     if (resp->outcome == UPSTREAM_OK) {
@@ -781,6 +799,16 @@ static void on_write_done(void *arg, const struct upstream_response *resp)
     finish_held(rs);
 }
 
+/* The client of a forwarded GET left: cancel it. on_write_done still runs
+ * (with CANCELLED) and finishes the request, which the listener has detached. */
+static void forward_abort(struct request *req)
+{
+    struct rstate *rs = req->rstate;
+    req->on_abort = NULL;
+    if (rs && rs->call)
+        upstream_cancel(rs->call);
+}
+
 static void forward(struct rstate *rs, const char *method, const struct buf *body)
 {
     struct request *req = rs->req;
@@ -792,10 +820,16 @@ static void forward(struct rstate *rs, const char *method, const struct buf *bod
     struct upstream_call *c = start_upstream(rs->r, req->cfg, m->family, rs->service, method,
                                              url.data, body, webhook, on_write_done, rs);
     buf_free(&url);
-    if (!c)
+    if (!c) {
         finish_error(req, 502, TWILIO_E_UNAVAILABLE, "Cannot start upstream request");
-    /* Writes run to completion even if the client leaves, so the cache stays
-     * coherent: no on_abort. */
+        return;
+    }
+    /* A read is cancelled when its client leaves; writes run to completion,
+     * so the cache stays coherent. */
+    if (strcmp(method, "GET") == 0) {
+        rs->call = c;
+        req->on_abort = forward_abort;
+    }
 }
 
 static bool is_form(const struct request *req)
@@ -950,7 +984,9 @@ void router_handle(struct request *req)
         return;
     }
     if (!(req->client->allow & ROUTE_ACTION_BIT(m->action))) {
-        snprintf(err, sizeof err, "Client '%s' is not allowed to %s users", req->client->name,
+        snprintf(err, sizeof err, "Client '%s' is not allowed to %s (allow = %s)",
+                 req->client->name,
+                 m->action == ACTION_SUB ? "use user sub-resources" : route_action_name(m->action),
                  route_action_name(m->action));
         response_error(req, 403, TWILIO_E_FORBIDDEN, err);
         return;
