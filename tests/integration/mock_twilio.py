@@ -103,7 +103,8 @@ class MockTwilio:
         self.port = None
 
     # ---- lifecycle
-    def start(self, port=0):
+    def start(self, port=0, tls=None):
+        """tls = (certfile, keyfile) serves https instead of http."""
         mock = self
 
         class Handler(_Handler):
@@ -117,6 +118,12 @@ class MockTwilio:
         srv.allow_reuse_address = True
         srv.server_bind()
         srv.server_activate()
+        if tls:
+            import ssl
+            ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            ctx.load_cert_chain(*tls)
+            srv.socket = ctx.wrap_socket(srv.socket, server_side=True)
+        self.scheme = "https" if tls else "http"
         self.server = srv
         self.port = srv.server_address[1]
         self.thread = threading.Thread(target=srv.serve_forever, kwargs={"poll_interval": 0.05},
@@ -132,7 +139,7 @@ class MockTwilio:
 
     @property
     def url(self):
-        return "http://%s:%d" % (self.host, self.port)
+        return "%s://%s:%d" % (getattr(self, "scheme", "http"), self.host, self.port)
 
     # ---- state helpers for tests
     def reset(self, clear_users=False):
@@ -153,16 +160,17 @@ class MockTwilio:
                 and (prefix is None or r["path"].startswith(prefix))]
 
     def fail(self, prefix="/", status=None, count=None, delay=0.0, drop=False, method=None,
-             body=None, delay_after=0.0):
+             body=None, delay_after=0.0, headers=None):
         """Make requests whose raw path starts with prefix (and method, if
         given) misbehave: answer status (Twilio-shaped body unless body is
         given), sleep delay seconds first, or drop the connection; delay_after
         sleeps after the answer is computed (a slow network on the way back, so
-        the answer reflects the state before later writes). count None =
+        the answer reflects the state before later writes); headers are added
+        to an injected status answer (e.g. Retry-After). count None =
         until clear_failures(); else the next count matching requests."""
         rule = {"prefix": prefix, "status": status, "count": count, "delay": float(delay),
                 "drop": bool(drop), "method": method, "body": body,
-                "delay_after": float(delay_after)}
+                "delay_after": float(delay_after), "headers": dict(headers or {})}
         with self.lock:
             self.rules.append(rule)
         return rule
@@ -549,7 +557,7 @@ class _Handler(BaseHTTPRequestHandler):
                 st = rule["status"]
                 obj = rule["body"] if rule["body"] is not None else \
                     error_body(st, 20500 if st >= 500 else 20001, "Injected failure")
-                self._send(st, obj, record=record)
+                self._send(st, obj, rule.get("headers"), record=record)
                 return
             hdrs = {k.lower(): v for k, v in self.headers.items()}
             try:
