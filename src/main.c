@@ -18,6 +18,7 @@
 #include "metrics.h"
 #include "notify.h"
 #include "redis.h"
+#include "stat.h"
 #include "upstream.h"
 #include "worker.h"
 
@@ -49,12 +50,41 @@ static void usage(FILE *out)
 {
     fprintf(out,
             "usage: usergate [-c FILE] [-t] [-V] [-h]\n"
+            "       usergate -s [-1] [-i MS] [-c FILE] [ADMIN_URL]\n"
             "  -c FILE  configuration file (default %s)\n"
             "  -t       check the configuration, print every problem as FILE:LINE: message,\n"
             "           exit 0 if it is valid, 1 if not\n"
+            "  -s       live view of a running usergate: requests/s, hit ratio per route,\n"
+            "           upstream latency, limits, Redis; ADMIN_URL defaults to the config's\n"
+            "           admin_listen, else http://127.0.0.1:9090\n"
+            "  -1       with -s: print one screen (rates over one interval) and exit\n"
+            "  -i MS    with -s: refresh interval in milliseconds (default 1000)\n"
             "  -V       print the version and library versions\n"
             "  -h       this help\n",
             DEFAULT_CONFIG);
+}
+
+/* usergate -s: the admin URL given, else the config's admin_listen (quietly:
+ * an operator may not be able to read the secrets), else the default. */
+static int stat_main(const char *path, const char *url, int n_args, bool once, long interval_ms)
+{
+    if (n_args > 1) {
+        usage(stderr);
+        return 2;
+    }
+    char def[300] = "http://127.0.0.1:9090";
+    if (!url) {
+        struct config_errors errs = {0};
+        struct config *cfg = config_load(path, &errs);
+        if (cfg && cfg->admin_listen.host)
+            snprintf(def, sizeof def,
+                     strchr(cfg->admin_listen.host, ':') ? "http://[%s]:%d" : "http://%s:%d",
+                     cfg->admin_listen.host, cfg->admin_listen.port);
+        config_unref(cfg);
+        config_errors_free(&errs);
+        url = def;
+    }
+    return stat_run(url, once, interval_ms);
 }
 
 static void print_version(void)
@@ -233,14 +263,28 @@ int main(int argc, char **argv)
 {
     const char *path = DEFAULT_CONFIG;
     bool check_only = false;
+    bool stat = false, once = false;
+    long interval_ms = 1000;
     int opt;
-    while ((opt = getopt(argc, argv, "c:tVh")) != -1) {
+    while ((opt = getopt(argc, argv, "c:tsi:1Vh")) != -1) {
         switch (opt) {
         case 'c':
             path = optarg;
             break;
         case 't':
             check_only = true;
+            break;
+        case 's':
+            stat = true;
+            break;
+        case '1':
+            once = true;
+            break;
+        case 'i':
+            if (!util_parse_long(optarg, 100, 3600000, &interval_ms)) {
+                fprintf(stderr, "usergate: -i wants milliseconds (100..3600000)\n");
+                return 2;
+            }
             break;
         case 'V':
             print_version();
@@ -253,6 +297,9 @@ int main(int argc, char **argv)
             return 2;
         }
     }
+    if (stat)
+        return stat_main(path, optind < argc ? argv[optind] : NULL, argc - optind, once,
+                         interval_ms);
     if (optind != argc) {
         usage(stderr);
         return 2;
