@@ -39,6 +39,28 @@ echo "== distcheck"
 (cd "$top/build/plain" && make -s distcheck DISTCHECK_CONFIGURE_FLAGS=--with-systemd >/dev/null 2>&1) ||
     { echo "distcheck: FAILED (run make distcheck in build/plain to see why)"; failed=1; }
 
+echo "== systemd units"
+# verify the units as they would be installed, with ExecStart pointing at the
+# binary just built (verify insists the command exists), and keep the
+# service's exposure under 2.0 on systemd-analyze security's 0-10 scale.
+unitdir=$(mktemp -d)
+sed -e "s|@sbindir[@]|$top/build/plain/src|g" -e "s|@sysconfdir[@]|/etc|g" \
+    "$top/systemd/usergate.service.in" > "$unitdir/usergate.service"
+cp "$top/systemd/usergate.socket" "$unitdir/"
+units_ok=0
+if (cd "$unitdir" && systemd-analyze verify --man=no usergate.service usergate.socket); then
+    units_ok=$((units_ok + 1))
+else
+    echo "systemd-analyze verify: FAILED"; failed=1
+fi
+if (cd "$unitdir" && systemd-analyze security --offline=true --threshold=20 --no-pager \
+        usergate.service | tail -1); then
+    units_ok=$((units_ok + 1))
+else
+    echo "systemd-analyze security: exposure above 2.0"; failed=1
+fi
+rm -rf "$unitdir"
+
 echo "== clang-format"
 bad=$(clang-format --dry-run -Werror src/*.c src/*.h tests/unit/*.c 2>&1 | grep -c 'error:' || true)
 if [ "$bad" != 0 ]; then echo "clang-format: $bad problems"; failed=1; fi
@@ -55,6 +77,7 @@ for f in "${logs[@]}"; do
         echo "---- ${f#$top/} ----"; tail -60 "$f"
     fi
 done
+pass=$((pass + units_ok))
 [ "$failed" = 0 ] || [ "$fail" != 0 ] || fail=1
 echo "summary: $pass passed, $fail failed"
 [ "$failed" = 0 ] && [ "$fail" = 0 ]
