@@ -14,6 +14,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import threading
 import time
 import urllib.parse
 
@@ -67,6 +68,28 @@ def wait_until(pred, timeout=10.0, interval=0.05, what="condition"):
             return last
         time.sleep(interval)
     pytest.fail("timed out after %.1fs waiting for %s (last: %r)" % (timeout, what, last))
+
+
+def parallel(n, fn, join_timeout=60):
+    """Run fn(0..n-1) on n threads released together; results (or the
+    exception each raised) in order."""
+    import threading
+    out = [None] * n
+    start = threading.Barrier(n)
+
+    def run(i):
+        start.wait()
+        try:
+            out[i] = fn(i)
+        except Exception as e:  # noqa: BLE001 - the caller inspects it
+            out[i] = e
+
+    ts = [threading.Thread(target=run, args=(i,)) for i in range(n)]
+    for t in ts:
+        t.start()
+    for t in ts:
+        t.join(join_timeout)
+    return out
 
 
 def form(**fields):

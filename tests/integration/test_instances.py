@@ -6,8 +6,8 @@ SIGKILL, a stalled server) never reaches clients."""
 import threading
 import time
 
-from conftest import (FAMILIES, KEY_PREFIX, OTHER_SERVICE, SERVICE, ACCOUNT, assert_twilio_error,
-                      fetch, q, upstream_fetches, user_path, users_path, wait_until)
+from conftest import (ACCOUNT, FAMILIES, KEY_PREFIX, OTHER_SERVICE, SERVICE, assert_twilio_error,
+                      fetch, parallel, q, upstream_fetches, user_path, users_path, wait_until)
 
 
 def _pair(gateway_factory, overrides=None):
@@ -15,23 +15,9 @@ def _pair(gateway_factory, overrides=None):
 
 
 def _burst(gws_and_counts, path):
-    """Fire the given number of concurrent GETs at each gateway; return responses."""
-    out, lock = [], threading.Lock()
-    start = threading.Barrier(sum(n for _, n in gws_and_counts))
-
-    def one(gw):
-        start.wait()
-        r = gw.get(path, timeout=20)
-        with lock:
-            out.append(r)
-
-    threads = [threading.Thread(target=one, args=(gw,))
-               for gw, n in gws_and_counts for _ in range(n)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(30)
-    return out
+    """Concurrent GETs of path: the given number through each gateway."""
+    gws = [gw for gw, n in gws_and_counts for _ in range(n)]
+    return parallel(len(gws), lambda i: gws[i].get(path, timeout=20), join_timeout=30)
 
 
 def test_write_on_a_is_seen_on_b_in_every_family(gateway_factory, mock):

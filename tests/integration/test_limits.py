@@ -1,29 +1,9 @@
 """Protecting Twilio: max_inflight across 500 concurrent clients, the bounded
 queue shedding with 429 + Retry-After, and write pacing per service."""
 
-import threading
 import time
 
-from conftest import (OTHER_SERVICE, SERVICE, assert_twilio_error, user_path, users_path)
-
-
-def _parallel(n, fn):
-    out = [None] * n
-    start = threading.Barrier(n)
-
-    def run(i):
-        start.wait()
-        try:
-            out[i] = fn(i)
-        except Exception as e:  # noqa: BLE001 - reported by the caller
-            out[i] = e
-
-    ts = [threading.Thread(target=run, args=(i,)) for i in range(n)]
-    for t in ts:
-        t.start()
-    for t in ts:
-        t.join(60)
-    return out
+from conftest import OTHER_SERVICE, SERVICE, assert_twilio_error, parallel, user_path, users_path
 
 
 def test_max_inflight_holds_under_500_concurrent_clients(gateway_factory, mock):
@@ -33,7 +13,7 @@ def test_max_inflight_holds_under_500_concurrent_clients(gateway_factory, mock):
     for i in range(n):
         mock.add_user("many-%d" % i)
     mock.fail(prefix="/v1/Services/", method="GET", delay=0.01)
-    rs = _parallel(n, lambda i: gw.get(user_path("v1s", "many-%d" % i), timeout=60))
+    rs = parallel(n, lambda i: gw.get(user_path("v1s", "many-%d" % i), timeout=60))
     bad = [r for r in rs if getattr(r, "status", None) != 200]
     assert not bad, bad[:3]
     peak = mock.stats()["peak_concurrency"]
@@ -48,7 +28,7 @@ def test_full_queue_sheds_with_429_and_retry_after(gateway_factory, mock):
     for i in range(n):
         mock.add_user("shed-%d" % i)
     mock.fail(prefix="/v2/", method="GET", delay=0.5)
-    rs = _parallel(n, lambda i: gw.get(user_path("v2", "shed-%d" % i), timeout=30))
+    rs = parallel(n, lambda i: gw.get(user_path("v2", "shed-%d" % i), timeout=30))
     ok = [r for r in rs if r.status == 200]
     shed = [r for r in rs if r.status == 429]
     assert len(ok) + len(shed) == n, rs
@@ -70,7 +50,7 @@ def test_writes_are_paced_per_service(gateway_factory, mock):
     gw = gateway_factory({"upstream": {"writes_per_second": "5", "queue_timeout_ms": "10000",
                                        "timeout_ms": "15000"}})
     n = 15
-    rs = _parallel(n, lambda i: gw.post(users_path("v2"), {"Identity": "paced-%d" % i},
+    rs = parallel(n, lambda i: gw.post(users_path("v2"), {"Identity": "paced-%d" % i},
                                         timeout=30))
     assert all(getattr(r, "status", None) == 201 for r in rs), rs
     times = _create_times(mock, SERVICE)
@@ -87,7 +67,7 @@ def test_writes_are_paced_per_service(gateway_factory, mock):
 def test_pacing_refuses_past_the_wait_and_services_are_independent(gateway_factory, mock):
     gw = gateway_factory({"upstream": {"writes_per_second": "2", "queue_timeout_ms": "600"}})
     # 2/s and at most 0.6 s of waiting: of 5 at once, two go (now, +0.5 s)
-    rs = _parallel(5, lambda i: gw.post(users_path("v1s"), {"Identity": "burst-%d" % i}))
+    rs = parallel(5, lambda i: gw.post(users_path("v1s"), {"Identity": "burst-%d" % i}))
     assert sorted(r.status for r in rs) == [201, 201, 429, 429, 429], rs
     for r in rs:
         if r.status == 429:
@@ -95,7 +75,7 @@ def test_pacing_refuses_past_the_wait_and_services_are_independent(gateway_facto
             assert int(r.header("Retry-After")) >= 1
     assert len(mock.requests("POST", users_path("v1s"))) == 2  # refused ones never left
     # another service has its own schedule
-    rs = _parallel(2, lambda i: gw.post(users_path("v1s", OTHER_SERVICE), {"Identity": "o%d" % i}))
+    rs = parallel(2, lambda i: gw.post(users_path("v1s", OTHER_SERVICE), {"Identity": "o%d" % i}))
     assert [r.status for r in rs] == [201, 201], rs
     m = gw.metrics()
     assert m.get_value("usergate_upstream_pace_refused_total") == 3
