@@ -91,8 +91,8 @@ struct rstate {
     int resp_status;
     long retry_after;   /* REJECTED: when to come back */
     bool pace_rejected; /* REJECTED by write pacing */
-    struct upstream_call
-        *call; /* forwarded GET (list, sub-resource): cancelled if the client leaves */
+    /* A forwarded GET (list, sub-resource): cancelled if the client leaves. */
+    struct upstream_call *call;
     char content_type[128];
     char request_id[64];
     enum upstream_outcome outcome;
