@@ -37,6 +37,7 @@ struct request {
     enum cache_status cache;
     int upstream_status; /* 0 = no upstream call */
     int64_t upstream_ms;
+    char service[TWILIO_SID_LEN + 1]; /* resolved (/v1/Users: the default service), "" unknown */
 
     /* Response, serialized by response.c, flushed in order by the listener. */
     struct evbuffer *out;

@@ -210,7 +210,7 @@ static void access_log(const struct request *req, int status, int64_t ms)
     const char *cache = xcache_name(req->cache);
     if (!cache)
         cache = "-";
-    const char *service = req->route.service[0] ? req->route.service : "-";
+    const char *service = req->service[0] ? req->service : "-";
     char hash[24];
     const char *user;
     user_field(req, hash, sizeof hash, &user);

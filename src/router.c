@@ -996,6 +996,7 @@ void router_handle(struct request *req)
         server_default_service(r->w->srv, rs->service);
     else
         memcpy(rs->service, m->service, sizeof rs->service);
+    memcpy(req->service, rs->service, sizeof req->service);
     if (!req->client->all_services) {
         if (!rs->service[0]) {
             finish_error(req, 503, TWILIO_E_UNAVAILABLE,

@@ -236,6 +236,10 @@ def test_access_log_json_and_log_identities(gateway_factory, mock):
     assert rec["msg"] == "access" and rec["user"] == "bob smith" and rec["status"] == 200
     assert rec["cache"] == "MISS" and rec["route"] == "/v2/Services/{ServiceSid}/Users/{Sid}"
     assert "078-05-1120" not in gw.stderr()
+    # /v1/Users names no service: the log shows the default one it resolved to
+    fetch(gw, user_path("v1", q("bob smith")))
+    rec = json.loads(_access_lines(gw)[-1].split(" ", 2)[2])
+    assert rec["route"] == "/v1/Users/{Sid}" and rec["service"] == SERVICE, rec
 
 
 def _notify_socket(tmp_path):
