@@ -86,7 +86,7 @@ int64_t metrics_gauge_value(struct metrics_shard *const *shards, size_t n, enum 
 void metrics_render(struct buf *out, struct metrics_shard *const *shards, size_t n,
                     const char *version);
 
-/* Aggregates for sd_notify STATUS= and usergate -s. */
+/* Aggregates for sd_notify STATUS= (usergate -s reads /metrics instead). */
 struct metrics_summary {
     uint64_t requests;
     uint64_t hits; /* hit + negative_hit + stale */
@@ -94,7 +94,8 @@ struct metrics_summary {
 };
 void metrics_summarize(struct metrics_shard *const *shards, size_t n, struct metrics_summary *out);
 
-/* The names of every metric family rendered (for the dashboard check). */
+/* The names of every metric family rendered (the unit test checks each has
+ * HELP and TYPE lines). */
 void metrics_names(struct buf *out); /* one per line */
 
 #endif
