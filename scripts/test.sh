@@ -47,17 +47,22 @@ unitdir=$(mktemp -d)
 sed -e "s|@sbindir[@]|$top/build/plain/src|g" -e "s|@sysconfdir[@]|/etc|g" \
     "$top/systemd/usergate.service.in" > "$unitdir/usergate.service"
 cp "$top/systemd/usergate.socket" "$unitdir/"
-units_ok=0
-if (cd "$unitdir" && systemd-analyze verify --man=no usergate.service usergate.socket); then
+units_ok=0 units_failed=0
+# verify only warns about an unknown or misspelt directive and still exits 0:
+# the units are clean, so anything it prints is a failure too.
+if out=$(cd "$unitdir" && systemd-analyze verify --man=no usergate.service usergate.socket 2>&1) &&
+    [ -z "$out" ]; then
     units_ok=$((units_ok + 1))
 else
-    echo "systemd-analyze verify: FAILED"; failed=1
+    printf '%s\n' "$out"; echo "systemd-analyze verify: FAILED"
+    units_failed=$((units_failed + 1)); failed=1
 fi
 if (cd "$unitdir" && systemd-analyze security --offline=true --threshold=20 --no-pager \
         usergate.service | tail -1); then
     units_ok=$((units_ok + 1))
 else
-    echo "systemd-analyze security: exposure above 2.0"; failed=1
+    echo "systemd-analyze security: exposure above 2.0"
+    units_failed=$((units_failed + 1)); failed=1
 fi
 rm -rf "$unitdir"
 
@@ -77,7 +82,7 @@ for f in "${logs[@]}"; do
         echo "---- ${f#$top/} ----"; tail -60 "$f"
     fi
 done
-pass=$((pass + units_ok))
+pass=$((pass + units_ok)); fail=$((fail + units_failed))
 [ "$failed" = 0 ] || [ "$fail" != 0 ] || fail=1
 echo "summary: $pass passed, $fail failed"
 [ "$failed" = 0 ] && [ "$fail" = 0 ]
