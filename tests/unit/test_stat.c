@@ -54,6 +54,62 @@ static void test_parse(void **state)
     assert_int_equal(stat_parse("", 0, &s), -1);
 }
 
+/* One row per shape of input the parser must take or refuse. */
+static const struct {
+    const char *text;
+    int rc;
+    double requests, errors_5xx;
+    int n_routes;
+    const char *route; /* routes[0] */
+    double route_requests, hits, misses, redis_up;
+} parse_cases[] = {
+    /* a timestamp after the value */
+    {"usergate_requests_total{route=\"r\",code=\"200\"} 7 1700000000000\nusergate_redis_up 1\n", 0,
+     7, 0, 1, "r", 7, 0, 0, 1},
+    /* CRLF line ends, no newline at the end */
+    {"usergate_redis_up 1\r\nusergate_requests_total{route=\"r\",code=\"500\"} 3", 0, 3, 3, 1, "r",
+     3, 0, 0, 1},
+    /* an escaped quote and braces inside a label value */
+    {"usergate_requests_total{route=\"/x/{a\\\"}b}\",code=\"200\"} 2\nusergate_redis_up 0\n", 0, 2,
+     0, 1, "/x/{a\"}b}", 2, 0, 0, 0},
+    /* labels in any order; negative hits count as hits, coalesced as neither */
+    {"usergate_cache_lookups_total{result=\"negative_hit\",route=\"r\"} 4\n"
+     "usergate_cache_lookups_total{result=\"coalesced\",route=\"r\"} 9\n"
+     "usergate_cache_lookups_total{result=\"miss\",route=\"r\"} 1\nusergate_redis_up 1\n",
+     0, 0, 0, 1, "r", 0, 4, 1, 1},
+    /* a label whose name ends in another's is not that label */
+    {"usergate_requests_total{xcode=\"500\",code=\"200\",route=\"r\"} 1\nusergate_redis_up 1\n", 0,
+     1, 0, 1, "r", 1, 0, 0, 1},
+    /* names that only start or end like ours are not ours */
+    {"usergate_requests_total_extra 5\nxusergate_redis_up 1\nusergate_redis_up_x 1\n", -1, 0, 0, 0,
+     NULL, 0, 0, 0, 0},
+    /* comments, blank lines and a value that is not a number */
+    {"# TYPE usergate_redis_up gauge\n\nusergate_redis_up abc\n", -1, 0, 0, 0, NULL, 0, 0, 0, 0},
+    /* an unterminated label block is skipped, the rest still read */
+    {"usergate_requests_total{route=\"r\" 5\nusergate_redis_up 1\n", 0, 0, 0, 0, NULL, 0, 0, 0, 1},
+};
+
+static void test_parse_cases(void **state)
+{
+    (void)state;
+    for (size_t i = 0; i < UG_ARRAY_LEN(parse_cases); i++) {
+        const char *text = parse_cases[i].text;
+        struct stat_sample s;
+        print_message("case %zu\n", i);
+        assert_int_equal(stat_parse(text, strlen(text), &s), parse_cases[i].rc);
+        assert_true(s.requests == parse_cases[i].requests);
+        assert_true(s.errors_5xx == parse_cases[i].errors_5xx);
+        assert_true(s.redis_up == parse_cases[i].redis_up);
+        assert_int_equal(s.n_routes, parse_cases[i].n_routes);
+        if (parse_cases[i].route) {
+            assert_string_equal(s.routes[0].name, parse_cases[i].route);
+            assert_true(s.routes[0].requests == parse_cases[i].route_requests);
+            assert_true(s.routes[0].hits == parse_cases[i].hits);
+            assert_true(s.routes[0].misses == parse_cases[i].misses);
+        }
+    }
+}
+
 static void test_quantiles(void **state)
 {
     (void)state;
@@ -103,6 +159,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_parse),
+        cmocka_unit_test(test_parse_cases),
         cmocka_unit_test(test_quantiles),
         cmocka_unit_test(test_render),
     };
