@@ -30,6 +30,42 @@ def test_every_conf_key_is_in_the_man_page():
     assert "include = " in page
 
 
+def _sections(text, header):
+    """(section, line) for every line after the first header match."""
+    section = None
+    for line in text.splitlines():
+        m = header.match(line)
+        if m:
+            section = m.group(1)
+        elif section:
+            yield section, line
+
+
+def test_man_page_defaults_match_the_conf_file():
+    # conf/usergate.conf carries the table's defaults (tests/unit/test_config.c
+    # checks that), so the page agrees with the code through it.
+    conf = {}
+    for section, line in _sections(_read("conf", "usergate.conf"),
+                                   re.compile(r"^(?:; )?\[(\w+)")):
+        m = re.match(r"^; ([a-z_]+) =(?: (.*))?$", line)
+        if m and section != "client":  # the [client billing] values are examples
+            conf.setdefault((section, m.group(1)), m.group(2) or "")
+    page, key = {}, None
+    for section, line in _sections(_read("man", "usergate.conf.5"),
+                                   re.compile(r'^\.SH "\[(\w+)')):
+        m = re.match(r"^\\fB([a-z_]+)\\fR = ", line)
+        if m:
+            key = m.group(1)
+        m = re.match(r"^Default: \\fB(.*?)\\fR", line)
+        if m and key:
+            page[(section, key)] = m.group(1).replace("\\-", "-")
+            key = None
+    assert len(conf) > 40, conf
+    wrong = {k: (v, page.get(k)) for k, v in conf.items()
+             if page.get(k) != (v if v else "(empty)")}
+    assert not wrong, "usergate.conf(5) defaults differ from conf/usergate.conf: %s" % wrong
+
+
 def test_every_option_is_in_usergate_8():
     usage = subprocess.run([USERGATE_BIN, "-h"], capture_output=True, text=True).stdout
     opts = set(re.findall(r"^\s+(-[a-zA-Z0-9])\b", usage, re.M))
