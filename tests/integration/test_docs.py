@@ -23,7 +23,7 @@ def test_every_conf_key_is_in_the_man_page():
     conf = _read("conf", "usergate.conf")
     keys = set(re.findall(r"^; ([a-z_]+) =", conf, re.M))
     assert len(keys) > 40, keys
-    page = _read("man", "usergate.conf.5")
+    page = _read("man", "usergate.conf.5.in")
     documented = set(re.findall(r"^\\fB([a-z_]+)\\fR = ", page, re.M))
     missing = sorted(keys - documented - {"include"})
     assert not missing, "usergate.conf(5) lacks %s" % missing
@@ -51,7 +51,7 @@ def test_man_page_defaults_match_the_conf_file():
         if m and section != "client":  # the [client billing] values are examples
             conf.setdefault((section, m.group(1)), m.group(2) or "")
     page, key = {}, None
-    for section, line in _sections(_read("man", "usergate.conf.5"),
+    for section, line in _sections(_read("man", "usergate.conf.5.in"),
                                    re.compile(r'^\.SH "\[(\w+)')):
         m = re.match(r"^\\fB([a-z_]+)\\fR = ", line)
         if m:
@@ -70,12 +70,12 @@ def test_every_option_is_in_usergate_8():
     usage = subprocess.run([USERGATE_BIN, "-h"], capture_output=True, text=True).stdout
     opts = set(re.findall(r"^\s+(-[a-zA-Z0-9])\b", usage, re.M))
     assert {"-c", "-t", "-s", "-V", "-h"} <= opts, usage
-    page = _read("man", "usergate.8")
+    page = _read("man", "usergate.8.in")
     for o in opts:
         assert ("\\" + o) in page or ("\\fB\\" + o) in page, "usergate(8) lacks %s" % o
 
 
-@pytest.mark.parametrize("page", ["usergate.8", "usergate.conf.5"])
+@pytest.mark.parametrize("page", ["usergate.8.in", "usergate.conf.5.in"])
 def test_pages_render_without_warnings(page):
     groff = shutil.which("groff")
     if groff is None:
