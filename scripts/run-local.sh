@@ -1,7 +1,7 @@
 #!/bin/bash
 # Quick start: install what is missing, build, make sure a Redis answers on
 # 127.0.0.1:6379 (start a throwaway one if not), and run usergate in the
-# foreground with conf/minimal.conf. Credentials come from TWILIO_ACCOUNT_SID and
+# foreground with a private (mode 600) copy of conf/minimal.conf. Credentials come from TWILIO_ACCOUNT_SID and
 # TWILIO_AUTH_TOKEN (or TWILIO_API_KEY/TWILIO_API_SECRET).
 set -euo pipefail
 top=$(cd "$(dirname "$0")/.." && pwd)
@@ -18,4 +18,8 @@ if ! redis-cli -h 127.0.0.1 -p 6379 ping >/dev/null 2>&1; then
         --dir "$top/run/redis" --daemonize yes --logfile "$top/run/redis/redis.log"
     echo "started redis-server on 127.0.0.1:6379 (data in run/redis, not persisted)"
 fi
-exec build/local/src/usergate -c conf/minimal.conf
+# The config holds the example client's secret: usergate reads such a file
+# only when nobody else can, so it runs from a private copy.
+mkdir -p "$top/run"
+install -m 600 conf/minimal.conf "$top/run/minimal.conf"
+exec build/local/src/usergate -c "$top/run/minimal.conf"

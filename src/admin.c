@@ -11,9 +11,11 @@
 #include <event2/keyvalq_struct.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "cache.h"
 #include "config.h"
+#include "admission.h"
 #include "log.h"
 #include "metrics.h"
 #include "redis.h"
@@ -24,11 +26,21 @@
 #define PACKAGE_VERSION "dev"
 #endif
 
+/* Bounds on what an admin request may send: its routes take no body. */
+#define ADMIN_MAX_HEADERS 8192
+#define ADMIN_MAX_BODY 1024
+#define ADMIN_TIMEOUT_S 10
+
 struct admin {
     struct evhttp *http;
     struct server *srv;
     struct redis *redis;
     struct cache *cache;
+    /* Connections that have sent a request, for admin_max_connections
+     * (libevent 2.1's evhttp has no limit of its own); one that never sends
+     * one is closed by evhttp's timeout. */
+    struct evhttp_connection **conns;
+    size_t n_conns;
 };
 
 static void reply(struct evhttp_request *r, int status, const char *ctype, const struct buf *b)
@@ -61,8 +73,10 @@ static void get_metrics(struct admin *a, struct evhttp_request *r)
 {
     struct metrics_shard *sh[64];
     size_t n = shards(a, sh, UG_ARRAY_LEN(sh));
-    struct buf b = {0};
-    metrics_render(&b, sh, n, PACKAGE_VERSION);
+    struct buf b = {0}, throttled = {0};
+    admission_render_throttled(a->srv->admission, &throttled, "usergate_client_throttled_total");
+    metrics_render(&b, sh, n, PACKAGE_VERSION, throttled.data);
+    buf_free(&throttled);
     reply(r, 200, "text/plain; version=0.0.4; charset=utf-8", &b);
     buf_free(&b);
 }
@@ -187,21 +201,79 @@ static void purge(struct admin *a, struct evhttp_request *r)
     config_unref(cfg);
 }
 
-/* The route table: path (exact, or prefix when it ends in '/'), method, handler. */
+/* Who may use a route: anyone, the token holder, or the token holder when
+ * admin_token_for_metrics is on. */
+enum admin_access { OPEN, TOKEN, METRICS };
+
+/* The route table: path (exact, or prefix when it ends in '/'), method,
+ * access, handler. */
 static const struct {
     const char *path;
     enum evhttp_cmd_type method;
+    enum admin_access access;
     void (*fn)(struct admin *, struct evhttp_request *);
 } routes[] = {
-    {"/metrics", EVHTTP_REQ_GET, get_metrics},
-    {"/healthz", EVHTTP_REQ_GET, get_healthz},
-    {"/readyz", EVHTTP_REQ_GET, get_readyz},
-    {"/cache/", EVHTTP_REQ_DELETE, purge},
+    {"/metrics", EVHTTP_REQ_GET, METRICS, get_metrics},
+    {"/healthz", EVHTTP_REQ_GET, OPEN, get_healthz},
+    {"/readyz", EVHTTP_REQ_GET, OPEN, get_readyz},
+    {"/cache/", EVHTTP_REQ_DELETE, TOKEN, purge},
 };
+
+/* With admin_token set, TOKEN routes (and METRICS ones when configured)
+ * need "Authorization: Bearer <token>", compared in constant time. */
+static bool authorized(const struct config *cfg, enum admin_access access, struct evhttp_request *r)
+{
+    if (!cfg->admin_token || access == OPEN || (access == METRICS && !cfg->admin_token_for_metrics))
+        return true;
+    const char *h = evhttp_find_header(evhttp_request_get_input_headers(r), "Authorization");
+    if (!h || strncasecmp(h, "Bearer ", 7) != 0)
+        return false;
+    const char *tok = h + 7;
+    while (*tok == ' ')
+        tok++;
+    return util_ct_equal(tok, strlen(tok), cfg->admin_token, strlen(cfg->admin_token));
+}
+
+static void on_conn_close(struct evhttp_connection *evcon, void *arg)
+{
+    struct admin *a = arg;
+    for (size_t i = 0; i < a->n_conns; i++) {
+        if (a->conns[i] == evcon) {
+            a->conns[i] = a->conns[--a->n_conns];
+            return;
+        }
+    }
+}
+
+/* Track the request's connection; false when it is one too many. */
+static bool admit_conn(struct admin *a, const struct config *cfg, struct evhttp_request *r)
+{
+    struct evhttp_connection *evcon = evhttp_request_get_connection(r);
+    for (size_t i = 0; i < a->n_conns; i++)
+        if (a->conns[i] == evcon)
+            return true;
+    if (a->n_conns >= (size_t)cfg->admin_max_connections)
+        return false;
+    struct evhttp_connection **nc = realloc(a->conns, (a->n_conns + 1) * sizeof *nc);
+    if (!nc)
+        return false;
+    a->conns = nc;
+    a->conns[a->n_conns++] = evcon;
+    evhttp_connection_set_closecb(evcon, on_conn_close, a);
+    return true;
+}
 
 static void dispatch(struct evhttp_request *r, void *arg)
 {
     struct admin *a = arg;
+    struct config *cfg = server_config(a->srv);
+    bool admitted = admit_conn(a, cfg, r);
+    if (!admitted) {
+        evhttp_add_header(evhttp_request_get_output_headers(r), "Connection", "close");
+        reply_error(r, 503, TWILIO_E_UNAVAILABLE, "Too many admin connections");
+        config_unref(cfg);
+        return;
+    }
     const char *path = evhttp_uri_get_path(evhttp_request_get_evhttp_uri(r));
     if (!path)
         path = "/";
@@ -213,11 +285,19 @@ static void dispatch(struct evhttp_request *r, void *arg)
         if (!match)
             continue;
         known = true;
-        if (evhttp_request_get_command(r) == routes[i].method) {
+        if (evhttp_request_get_command(r) != routes[i].method)
+            continue;
+        if (!authorized(cfg, routes[i].access, r)) {
+            evhttp_add_header(evhttp_request_get_output_headers(r), "WWW-Authenticate",
+                              "Bearer realm=\"usergate-admin\"");
+            reply_error(r, 401, TWILIO_E_AUTH, "Authenticate: admin_token required");
+        } else {
             routes[i].fn(a, r);
-            return;
         }
+        config_unref(cfg);
+        return;
     }
+    config_unref(cfg);
     if (known)
         reply_error(r, 405, TWILIO_E_METHOD, "Method not allowed on this resource");
     else
@@ -238,7 +318,9 @@ struct admin *admin_start(struct event_base *base, struct server *srv)
     evhttp_set_allowed_methods(a->http, EVHTTP_REQ_GET | EVHTTP_REQ_DELETE | EVHTTP_REQ_HEAD |
                                             EVHTTP_REQ_POST | EVHTTP_REQ_PUT);
     evhttp_set_gencb(a->http, dispatch, a);
-    evhttp_set_timeout(a->http, 30);
+    evhttp_set_timeout(a->http, ADMIN_TIMEOUT_S);
+    evhttp_set_max_headers_size(a->http, ADMIN_MAX_HEADERS);
+    evhttp_set_max_body_size(a->http, ADMIN_MAX_BODY);
     if (addr->is_unix) {
         log_err("admin: unix sockets are not supported for admin_listen (%s)", addr->text);
         goto fail;
@@ -271,8 +353,9 @@ void admin_stop(struct admin *a)
     if (a->redis)
         redis_free(a->redis);
     if (a->http)
-        evhttp_free(a->http);
+        evhttp_free(a->http); /* runs on_conn_close for each connection */
     cache_free(a->cache);
+    free(a->conns);
     free(a);
 }
 

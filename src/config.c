@@ -16,6 +16,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <ini.h>
@@ -61,6 +63,8 @@ enum ktype {
     K_USERNAME,  /* client key: HTTP Basic username */
     K_SERVICES,  /* client: "*" or IS SIDs */
     K_ALLOW,     /* client: route action words */
+    K_NETWORKS,  /* client: "*" or CIDRs and "unix" */
+    K_RATE,      /* non-negative number, double; arg "burst" for a burst row */
 };
 
 struct key {
@@ -93,6 +97,22 @@ static const struct key keys[] = {
     {"server", "max_pipeline", K_INT, "32", .off = C(max_pipeline), .min = 1, .max = 1024},
     {"server", "max_connections", K_INT, "10000", .off = C(max_connections), .min = 1,
      .max = 1000000},
+    {"server", "max_connections_per_ip", K_INT, "256", .off = C(max_connections_per_ip), .min = 0,
+     .max = 1000000},
+    {"server", "max_requests_per_connection", K_INT, "10000", .off = C(max_requests_per_connection),
+     .min = 1, .max = 100000000},
+    {"server", "header_timeout_ms", K_MS, "10000", .off = C(header_timeout_ms), .min = 100,
+     .max = 3600000},
+    {"server", "body_timeout_ms", K_MS, "30000", .off = C(body_timeout_ms), .min = 100,
+     .max = 3600000},
+    {"server", "auth_failures_per_minute", K_INT, "30", .off = C(auth_failures_per_minute),
+     .min = 0, .max = 1000000},
+    {"server", "strict_permissions", K_BOOL, "on", .off = C(strict_permissions)},
+    {"server", "admin_token", K_SECRET, "", .off = C(admin_token), .arg = "admin_token_file"},
+    {"server", "admin_token_file", K_SECRET_FILE, "", .off = C(admin_token), .arg = "admin_token"},
+    {"server", "admin_token_for_metrics", K_BOOL, "off", .off = C(admin_token_for_metrics)},
+    {"server", "admin_max_connections", K_INT, "64", .off = C(admin_max_connections), .min = 1,
+     .max = 100000},
     {"server", "shutdown_timeout_ms", K_MS, "10000", .off = C(shutdown_timeout_ms), .min = 0,
      .max = 3600000},
     {"server", "log_level", K_LOGLEVEL, "info", .off = C(log_level)},
@@ -128,6 +148,7 @@ static const struct key keys[] = {
     {"upstream", "edge", K_NAME, "", .off = C(edge)},
     {"upstream", "region", K_NAME, "", .off = C(region)},
     {"upstream", "public_url", K_URL, "", .off = C(public_url), .min = 0},
+    {"upstream", "allow_insecure_upstream", K_BOOL, "off", .off = C(allow_insecure_upstream)},
 
     {"redis", "address", K_ADDR, "127.0.0.1:6379", .off = C(redis_address), .min = 1},
     {"redis", "username", K_OPTSTR, "", .off = C(redis_username)},
@@ -146,7 +167,12 @@ static const struct key keys[] = {
 #define N_KEYS UG_ARRAY_LEN(keys)
 
 /* [client NAME]; `key` has no default text because it defaults to NAME. */
-enum { CK_KEY, CK_SECRET, CK_SECRET_FILE, CK_SERVICES, CK_ALLOW };
+enum { CK_KEY, CK_SECRET, CK_SECRET_FILE, CK_SERVICES, CK_ALLOW, CK_NETWORKS };
+#define RATE_ROWS(a)                                                                               \
+    {"client", "rate." a, K_RATE, "0", .off = CL(action_rate), .arg = a},                          \
+    {                                                                                              \
+        "client", "burst." a, K_RATE, "", .off = CL(action_rate), .arg = a, .max = 1               \
+    }
 static const struct key client_keys[] = {
     [CK_KEY] = {"client", "key", K_USERNAME, "", .off = CL(key)},
     [CK_SECRET] = {"client", "secret", K_SECRET, "", .off = CL(secret), .arg = "secret_file"},
@@ -155,6 +181,16 @@ static const struct key client_keys[] = {
     [CK_SERVICES] = {"client", "services", K_SERVICES, "*"},
     [CK_ALLOW] = {"client", "allow", K_ALLOW, "fetch, create, update, delete, list",
                   .off = CL(allow)},
+    [CK_NETWORKS] = {"client", "networks", K_NETWORKS, "*"},
+    /* Rates: .max = 1 marks a burst row; .arg names the action ("" = overall). */
+    {"client", "rate", K_RATE, "0", .off = CL(rate), .arg = ""},
+    {"client", "burst", K_RATE, "", .off = CL(rate), .arg = "", .max = 1},
+    RATE_ROWS("fetch"),
+    RATE_ROWS("create"),
+    RATE_ROWS("update"),
+    RATE_ROWS("delete"),
+    RATE_ROWS("list"),
+    RATE_ROWS("sub"),
 };
 #define N_CLIENT_KEYS UG_ARRAY_LEN(client_keys)
 
@@ -181,6 +217,10 @@ struct load {
     const char *cred_dir;
     char *open[INCLUDE_MAX_DEPTH + 1]; /* realpaths being read: include loops */
     int depth;
+    /* Secrets readable by group or others, reported once all files are read
+     * (strict_permissions may be set after them): errors, or warnings. */
+    struct config_errors perms;
+    struct loc *perm_at;
 };
 
 enum sec_kind { SEC_TOP, SEC_GLOBAL, SEC_CLIENT, SEC_UNKNOWN };
@@ -303,6 +343,7 @@ static void addrs_free(struct config_addr **list, size_t *n)
 
 static void client_free(struct config_client *cl)
 {
+    free(cl->networks);
     free(cl->name);
     free(cl->key);
     secret_free(cl->secret);
@@ -325,6 +366,7 @@ static void config_free_fields(struct config *c)
     free(c->edge);
     free(c->region);
     free(c->public_url);
+    secret_free(c->admin_token);
     addr_free(&c->redis_address);
     free(c->redis_username);
     secret_free(c->redis_password);
@@ -448,6 +490,29 @@ static void set_str(char **slot, const char *val, bool empty_is_null)
     *slot = (empty_is_null && !*val) ? NULL : util_strdup(val);
 }
 
+/* A file that holds a secret must not be readable by group or others. */
+static void check_secret_mode(struct file_ctx *fc, const char *label, const char *path,
+                              bool inline_secret)
+{
+    struct stat st;
+    if (stat(path, &st) != 0 || !(st.st_mode & (S_IRGRP | S_IROTH)))
+        return;
+    struct load *ld = fc->ld;
+    ld->perm_at = realloc(ld->perm_at, (ld->perms.n + 1) * sizeof *ld->perm_at);
+    if (!ld->perm_at)
+        abort();
+    ld->perm_at[ld->perms.n] = here(fc);
+    if (inline_secret)
+        errs_add(&ld->perms, "", 0,
+                 "%s: %s holds a secret but is readable by group or others (mode %03o); chmod "
+                 "600 it, or move the secret to a *_file",
+                 label, path, (unsigned)(st.st_mode & 0777));
+    else
+        errs_add(&ld->perms, "", 0,
+                 "%s: secret file %s is readable by group or others (mode %03o); chmod 600 it",
+                 label, path, (unsigned)(st.st_mode & 0777));
+}
+
 static void set_secret(struct file_ctx *fc, const char *label, const struct key *k, char **slot,
                        const char *val)
 {
@@ -462,9 +527,12 @@ static void set_secret(struct file_ctx *fc, const char *label, const struct key 
     }
     if (k->type == K_SECRET) {
         *slot = util_strdup(val);
+        if (strcmp(fc->path, DEFAULTS_FILE) != 0)
+            check_secret_mode(fc, label, fc->path, true);
         return;
     }
     char *path = resolve_path(fc, val);
+    check_secret_mode(fc, label, path, false);
     char *s = util_read_secret_file(path);
     if (!s)
         err(fc, "cannot read secret file %s: %s", path, strerror(errno));
@@ -496,6 +564,7 @@ static void set_services(struct file_ctx *fc, const char *label, struct config_c
             err(fc, "%s: item %zu is not a service SID (IS followed by 32 hex digits)", label, n);
             continue;
         }
+        twilio_sid_canon(item);
         bool dup = false;
         for (size_t i = 0; i < cl->n_services && !dup; i++)
             dup = strcmp(cl->services[i], item) == 0;
@@ -525,6 +594,68 @@ static void set_allow(struct file_ctx *fc, const char *label, unsigned *mask, ch
         else
             *mask |= ROUTE_ACTION_BIT(a);
     }
+}
+
+static void set_networks(struct file_ctx *fc, const char *label, struct config_client *cl,
+                         char *val, bool cont)
+{
+    if (!cont) {
+        free(cl->networks);
+        cl->networks = NULL;
+        cl->n_networks = 0;
+        cl->all_networks = false;
+    }
+    size_t n = 0;
+    for (char *cur = val, *item; (item = next_item(&cur));) {
+        n++;
+        if (strcmp(item, "*") == 0) {
+            cl->all_networks = true;
+            continue;
+        }
+        struct auth_net net;
+        const char *why = "";
+        if (!auth_net_parse(item, &net, &why)) {
+            err(fc, "%s: '%s': %s (expected CIDR like 10.0.0.0/8, an address, unix or *)", label,
+                item, why);
+            continue;
+        }
+        cl->networks = realloc(cl->networks, (cl->n_networks + 1) * sizeof *cl->networks);
+        if (!cl->networks)
+            abort();
+        cl->networks[cl->n_networks++] = net;
+    }
+    if (cl->all_networks && cl->n_networks)
+        err(fc, "%s: '*' cannot be combined with networks", label);
+    (void)n;
+}
+
+/* rate / burst (and their .ACTION forms) into a struct config_rate. */
+static void set_rate(struct file_ctx *fc, const char *label, const struct key *k, char *base,
+                     const char *val)
+{
+    struct config_rate *r = (struct config_rate *)(base + k->off);
+    if (k->arg[0]) {
+        int a;
+        for (a = 0; a < ACTION_COUNT; a++)
+            if (strcmp(k->arg, route_action_name((enum route_action)a)) == 0)
+                break;
+        r += a;
+    }
+    if (!*val) {
+        if (k->max)
+            r->burst = 0;
+        return;
+    }
+    char *end;
+    double v = strtod(val, &end);
+    if (*end || end == val || !(v >= 0 && v <= 1e6)) {
+        err(fc, "%s: '%s' is not a number from 0 to 1000000", label, val);
+        return;
+    }
+    if (k->max)
+        r->burst = v;
+    else
+        r->rate = v;
 }
 
 static void set_addr_list(struct file_ctx *fc, const char *label, const struct key *k, char *base,
@@ -660,8 +791,10 @@ static void set_key(struct file_ctx *fc, const char *section, const struct key *
         else if (!twilio_is_sid(val, strlen(val), k->arg))
             /* not echoed: a misplaced token is the likely mistake */
             err(fc, "%s: not %s (%s followed by 32 hex digits)", label, sid_what(k->arg), k->arg);
-        else
+        else {
             set_str(slot, val, false);
+            twilio_sid_canon(*(char **)slot);
+        }
         break;
     case K_URL: {
         size_t n = strlen(val);
@@ -708,13 +841,19 @@ static void set_key(struct file_ctx *fc, const char *section, const struct key *
     case K_ALLOW:
         set_allow(fc, label, slot, val, cont);
         break;
+    case K_NETWORKS:
+        set_networks(fc, label, (struct config_client *)base, val, cont);
+        break;
+    case K_RATE:
+        set_rate(fc, label, k, base, val);
+        break;
     }
     secret_free(val); /* it may have been a secret */
 }
 
 static bool is_list(enum ktype t)
 {
-    return t == K_ADDR_LIST || t == K_SERVICES || t == K_ALLOW;
+    return t == K_ADDR_LIST || t == K_SERVICES || t == K_ALLOW || t == K_NETWORKS;
 }
 
 static void apply_defaults(struct load *ld, const struct key *table, size_t n, const char *section,
@@ -1041,8 +1180,18 @@ static void finish_clients(struct load *ld)
             cl->key = util_strdup(cl->name);
         if (!cl->secret)
             err_loc(ld, cb->at, "[client %s] has no secret: set secret or secret_file", cl->name);
-        else
-            cl->secret_len = strlen(cl->secret);
+        else if ((cl->secret_len = strlen(cl->secret)) < CONFIG_CLIENT_SECRET_MIN)
+            err_loc(
+                ld,
+                loc_or(cb->seen[CK_SECRET].file ? cb->seen[CK_SECRET] : cb->seen[CK_SECRET_FILE],
+                       cb->at.file),
+                "[client %s] secret is shorter than %d bytes", cl->name, CONFIG_CLIENT_SECRET_MIN);
+        struct config_rate *rates[1 + ACTION_COUNT] = {&cl->rate};
+        for (int a = 0; a < ACTION_COUNT; a++)
+            rates[1 + a] = &cl->action_rate[a];
+        for (size_t r = 0; r < UG_ARRAY_LEN(rates); r++)
+            if (rates[r]->burst <= 0)
+                rates[r]->burst = rates[r]->rate > 1 ? rates[r]->rate : 1;
         if (!cl->all_services && cl->n_services == 0)
             err_loc(ld, loc_or(cb->seen[CK_SERVICES], cb->at.file),
                     "[client %s] services: no service given (use * for all)", cl->name);
@@ -1082,6 +1231,7 @@ static void finish_credentials(struct load *ld, const char *file)
             return;
         }
         v->c.account_sid = util_strdup(e);
+        twilio_sid_canon(v->c.account_sid);
     }
     if (!v->api_key_sid && !v->auth_token && (e = env("TWILIO_API_KEY"))) {
         if (!twilio_is_sid(e, strlen(e), "SK")) {
@@ -1160,8 +1310,59 @@ static void apply_edge_region(struct values *v)
     }
 }
 
+/* True for a host part that is a loopback name or address. */
+static bool host_is_loopback(const char *host, size_t n)
+{
+    char h[64];
+    if (n >= sizeof h)
+        return false;
+    memcpy(h, host, n);
+    h[n] = '\0';
+    if (strcasecmp(h, "localhost") == 0 || strcmp(h, "::1") == 0 || strcmp(h, "[::1]") == 0)
+        return true;
+    struct in_addr a;
+    return inet_pton(AF_INET, h, &a) == 1 && (ntohl(a.s_addr) >> 24) == 127;
+}
+
+/* Rules that need the whole snapshot: credentials never cross a network in
+ * clear text unless asked to, a reachable admin listener needs a token, and
+ * readable secrets stop the start (or warn, with strict_permissions off). */
+static void finish_security(struct load *ld, const char *file)
+{
+    struct config *c = &ld->v.c;
+    const char *urls[] = {c->conversations_url, c->chat_url};
+    const char *names[] = {"conversations_url", "chat_url"};
+    for (size_t i = 0; i < UG_ARRAY_LEN(urls); i++) {
+        if (!urls[i] || strncmp(urls[i], "http://", 7) != 0 || c->allow_insecure_upstream)
+            continue;
+        const char *h = urls[i] + 7;
+        size_t n = h[0] == '[' ? strcspn(h, "]") + 1 : strcspn(h, ":/");
+        if (!host_is_loopback(h, n))
+            err_loc(ld, (struct loc){file, 0},
+                    "[upstream] %s: http:// to a non-loopback host would send the account's "
+                    "credentials in clear text; use https:// (or set allow_insecure_upstream = on)",
+                    names[i]);
+    }
+    const struct config_addr *adm = &c->admin_listen;
+    if (adm->text && !c->admin_token &&
+        (adm->is_unix ? false : !host_is_loopback(adm->host, strlen(adm->host))))
+        err_loc(ld, (struct loc){file, 0},
+                "[server] admin_listen %s is not a loopback address: set admin_token_file so "
+                "purges need a token",
+                adm->text);
+    for (size_t i = 0; i < ld->perms.n; i++) {
+        if (c->strict_permissions)
+            err_loc(ld, ld->perm_at[i], "%s (or set strict_permissions = off)",
+                    ld->perms.msgs[i] + 2);
+        else
+            log_warn("%s:%d: %s", ld->perm_at[i].file, ld->perm_at[i].line, ld->perms.msgs[i] + 2);
+    }
+}
+
 static void load_free(struct load *ld)
 {
+    config_errors_free(&ld->perms);
+    free(ld->perm_at);
     config_free_fields(&ld->v.c);
     secret_free(ld->v.auth_token);
     free(ld->v.api_key_sid);
@@ -1189,6 +1390,7 @@ struct config *config_load(const char *path, struct config_errors *errs)
         }
         finish_clients(&ld);
         finish_credentials(&ld, path);
+        finish_security(&ld, path);
         finish_log_key(&ld.v);
         apply_edge_region(&ld.v);
     }
@@ -1244,7 +1446,7 @@ bool config_client_allows_service(const struct config_client *cl, const char *se
     if (cl->all_services)
         return true;
     for (size_t i = 0; i < cl->n_services; i++)
-        if (strcasecmp(cl->services[i], service) == 0)
+        if (strcmp(cl->services[i], service) == 0) /* both canonical (twilio_sid_canon) */
             return true;
     return false;
 }

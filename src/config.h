@@ -10,6 +10,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "auth.h"
+#include "route.h"
 #include "twilio.h"
 
 /* One address from `listen`/`admin_listen`: "HOST:PORT", "[v6]:PORT" or "unix:/path". */
@@ -21,6 +23,15 @@ struct config_addr {
     char *path; /* unix only */
 };
 
+/* Client secrets shorter than this are refused: guessable at any rate. */
+#define CONFIG_CLIENT_SECRET_MIN 12
+
+/* A token bucket's setting: rate per second (0 = no limit) and burst. */
+struct config_rate {
+    double rate;
+    double burst; /* resolved: the configured burst, else max(1, rate) */
+};
+
 struct config_client {
     char *name;   /* section name: [client NAME] */
     char *key;    /* HTTP Basic username */
@@ -29,44 +40,59 @@ struct config_client {
     bool all_services;                    /* services = * */
     char (*services)[TWILIO_SID_LEN + 1]; /* when !all_services */
     size_t n_services;
-    unsigned allow; /* mask of ROUTE_ACTION_BIT(action) (route.h) */
+    unsigned allow;    /* mask of ROUTE_ACTION_BIT(action) (route.h) */
+    bool all_networks; /* networks = * (the default) */
+    struct auth_net *networks;
+    size_t n_networks;
+    struct config_rate rate;                      /* rate, burst */
+    struct config_rate action_rate[ACTION_COUNT]; /* rate.ACTION, burst.ACTION */
 };
 
 struct config {
     /* [server] */
     struct config_addr *listen;
     size_t n_listen;
-    struct config_addr admin_listen; /* text == NULL when admin_listen is empty (disabled) */
-    int workers;                     /* resolved: "auto" = number of online CPUs */
-    long max_header_bytes;           /* default 16384 */
-    long max_body_bytes;             /* default 65536 */
-    long idle_timeout_ms;            /* default 60000: keep-alive idle and slow-client bound */
-    long max_pipeline;               /* default 32 queued requests per connection */
-    long max_connections;            /* default 10000 per worker */
-    long shutdown_timeout_ms;        /* default 10000 */
-    int log_level;                   /* enum log_level; default info */
-    char *access_log;                /* "off" | "logfmt" | "json"; default logfmt */
-    bool log_identities;             /* default off: identities logged as keyed hash */
-    uint64_t log_key[2];             /* SipHash key of that hash (config.c: finish_log_key) */
+    struct config_addr admin_listen;  /* text == NULL when admin_listen is empty (disabled) */
+    int workers;                      /* resolved: "auto" = number of online CPUs */
+    long max_header_bytes;            /* default 16384 */
+    long max_body_bytes;              /* default 65536 */
+    long idle_timeout_ms;             /* default 60000: keep-alive idle and slow-client bound */
+    long max_pipeline;                /* default 32 queued requests per connection */
+    long max_connections;             /* default 10000, all workers together */
+    long max_connections_per_ip;      /* default 256; 0 = no limit */
+    long max_requests_per_connection; /* default 10000 */
+    long header_timeout_ms;           /* default 10000: whole request head */
+    long body_timeout_ms;             /* default 30000: whole request body */
+    long auth_failures_per_minute;    /* default 30 per source address; 0 = off */
+    bool strict_permissions;          /* default on: readable secrets refuse to start */
+    char *admin_token;                /* Bearer token for the admin listener; NULL = none */
+    bool admin_token_for_metrics;     /* default off: /metrics also needs the token */
+    long admin_max_connections;       /* default 64 */
+    long shutdown_timeout_ms;         /* default 10000 */
+    int log_level;                    /* enum log_level; default info */
+    char *access_log;                 /* "off" | "logfmt" | "json"; default logfmt */
+    bool log_identities;              /* default off: identities logged as keyed hash */
+    uint64_t log_key[2];              /* SipHash key of that hash (config.c: finish_log_key) */
 
     /* [upstream] */
     char *conversations_url; /* no trailing slash */
     char *chat_url;
-    char *account_sid;         /* AC…, required */
-    char *auth_user;           /* resolved Basic username: api_key_sid or account_sid */
-    char *auth_secret;         /* resolved Basic password: api_key_secret or auth_token */
-    char *default_service_sid; /* IS… or NULL (learned from /v1/Configuration) */
-    long connect_timeout_ms;   /* 3000 */
-    long timeout_ms;           /* 10000 */
-    long max_inflight;         /* 100 */
-    long queue_size;           /* 1000 */
-    long queue_timeout_ms;     /* 2000 */
-    long writes_per_second;    /* 25 per service */
-    long max_retries;          /* 2 */
-    char *ca_file;             /* NULL = system store */
-    char *edge;                /* NULL or e.g. "sydney" */
-    char *region;              /* NULL or e.g. "au1" */
-    char *public_url;          /* NULL = no link rewriting */
+    char *account_sid;            /* AC…, required */
+    char *auth_user;              /* resolved Basic username: api_key_sid or account_sid */
+    char *auth_secret;            /* resolved Basic password: api_key_secret or auth_token */
+    char *default_service_sid;    /* IS… or NULL (learned from /v1/Configuration) */
+    long connect_timeout_ms;      /* 3000 */
+    long timeout_ms;              /* 10000 */
+    long max_inflight;            /* 100 */
+    long queue_size;              /* 1000 */
+    long queue_timeout_ms;        /* 2000 */
+    long writes_per_second;       /* 25 per service */
+    long max_retries;             /* 2 */
+    char *ca_file;                /* NULL = system store */
+    char *edge;                   /* NULL or e.g. "sydney" */
+    char *region;                 /* NULL or e.g. "au1" */
+    char *public_url;             /* NULL = no link rewriting */
+    bool allow_insecure_upstream; /* default off: credentials over http:// to a non-loopback host */
 
     /* [redis] */
     struct config_addr redis_address;

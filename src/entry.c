@@ -171,8 +171,10 @@ int entry_user_fields(const char *json, size_t len, char *sid, size_t sidlen, ch
     if (cJSON_IsObject(root) &&
         copy_field(cJSON_GetObjectItemCaseSensitive(root, "sid"), sid, sidlen) == 0 &&
         twilio_is_sid(sid, strlen(sid), "US") &&
-        copy_field(cJSON_GetObjectItemCaseSensitive(root, "identity"), identity, idlen) == 0)
+        copy_field(cJSON_GetObjectItemCaseSensitive(root, "identity"), identity, idlen) == 0) {
+        twilio_sid_canon(sid);
         rc = 0;
+    }
     cJSON_Delete(root);
     return rc;
 }
@@ -196,7 +198,9 @@ int entry_user_service(const char *json, size_t len, char *out, size_t outlen)
     static const char *const names[] = {"chat_service_sid", "service_sid"};
     for (size_t i = 0; i < UG_ARRAY_LEN(names); i++)
         if (entry_json_string(json, len, names[i], out, outlen) == 0 &&
-            twilio_is_sid(out, strlen(out), "IS"))
+            twilio_is_sid(out, strlen(out), "IS")) {
+            twilio_sid_canon(out);
             return 0;
+        }
     return -1;
 }

@@ -33,7 +33,9 @@ struct http1_parser {
     enum last_cb last;
     bool in_message;
     bool in_headers;
-    bool closed; /* a message said Connection: close; later bytes are ignored */
+    bool closed;         /* a message said Connection: close; later bytes are ignored */
+    bool force_close;    /* this message's framing is suspect: close after its answer */
+    unsigned long begun; /* messages begun */
     bool failed;
     enum http1_error err;
 };
@@ -91,6 +93,8 @@ static int cb_message_begin(http_parser *hp)
     p->last = LAST_NONE;
     p->in_message = true;
     p->in_headers = true;
+    p->force_close = false;
+    p->begun++;
     return 0;
 }
 
@@ -112,8 +116,8 @@ static int cb_url(http_parser *hp, const char *at, size_t len)
 static int cb_header_field(http_parser *hp, const char *at, size_t len)
 {
     struct http1_parser *p = from_hp(hp);
-    if (!p->in_headers)
-        return 0; /* trailer fields after a chunked body: not kept */
+    if (!p->in_headers) /* trailer fields after a chunked body: counted, not kept */
+        return count_head(p, len + HEADER_OVERHEAD);
     size_t extra = 0;
     if (p->last != LAST_FIELD) {
         if (p->msg.n_headers == HTTP1_MAX_HEADERS)
@@ -135,7 +139,7 @@ static int cb_header_value(http_parser *hp, const char *at, size_t len)
 {
     struct http1_parser *p = from_hp(hp);
     if (!p->in_headers)
-        return 0;
+        return count_head(p, len);
     if (p->last != LAST_VALUE) {
         head_terminate(p);
         p->offs[p->msg.n_headers - 1][1] = p->head.len;
@@ -189,7 +193,14 @@ static int cb_headers_complete(http_parser *hp)
     head_finish(p);
     if (hp->upgrade || hp->method == HTTP_CONNECT || hp->http_major != 1)
         return fail(p, HTTP1_UNSUPPORTED);
+    size_t hosts = 0;
     for (size_t i = 0; i < m->n_headers; i++) {
+        if (strcasecmp(m->headers[i].name, "Host") == 0)
+            hosts++;
+        /* RFC 9112 6.1: an HTTP/1.0 message with Transfer-Encoding has
+         * faulty framing: answer it, then close. */
+        if (hp->http_minor == 0 && strcasecmp(m->headers[i].name, "Transfer-Encoding") == 0)
+            p->force_close = true;
         /* Debian builds http-parser non-strict, which lets whitespace into
          * field names ("Content-Length : 5"); RFC 9112 says reject. */
         if (m->headers[i].name[0] == 0 || strpbrk(m->headers[i].name, " \t"))
@@ -200,6 +211,9 @@ static int cb_headers_complete(http_parser *hp)
             strcasecmp(m->headers[i].value, "chunked") != 0)
             return fail(p, HTTP1_UNSUPPORTED);
     }
+    /* RFC 9112 3.2: exactly one Host in HTTP/1.1, at most one in 1.0. */
+    if (hosts > 1 || (p->lim.require_host && hosts == 0 && hp->http_minor >= 1))
+        return fail(p, HTTP1_BAD_REQUEST);
     if (hp->flags & F_CONTENTLENGTH) {
         if (hp->content_length > p->lim.max_body_bytes)
             return fail(p, HTTP1_BODY_TOO_BIG);
@@ -232,13 +246,15 @@ static int cb_body(http_parser *hp, const char *at, size_t len)
 static int cb_message_complete(http_parser *hp)
 {
     struct http1_parser *p = from_hp(hp);
-    p->msg.keep_alive = http_should_keep_alive(hp) != 0;
+    p->msg.keep_alive = http_should_keep_alive(hp) != 0 && !p->force_close;
     p->in_message = false;
     if (!p->msg.keep_alive)
         p->closed = true;
     int rc = p->on_message(p->arg, &p->msg);
     memset(&p->msg, 0, sizeof p->msg); /* now owned by the callee */
-    if (rc != 0)
+    /* After a closing message nothing more is parsed (http-parser itself
+     * only knows Connection: close, not our reasons). */
+    if (rc != 0 || p->closed)
         http_parser_pause(hp, 1);
     return 0;
 }
@@ -281,6 +297,18 @@ bool http1_idle(const struct http1_parser *p)
     return !p->in_message;
 }
 
+enum http1_phase http1_phase(const struct http1_parser *p)
+{
+    if (!p->in_message)
+        return HTTP1_PHASE_IDLE;
+    return p->in_headers ? HTTP1_PHASE_HEAD : HTTP1_PHASE_BODY;
+}
+
+unsigned long http1_messages_begun(const struct http1_parser *p)
+{
+    return p->begun;
+}
+
 static enum http1_error map_errno(enum http_errno e)
 {
     switch (e) {
@@ -321,7 +349,7 @@ long http1_feed(struct http1_parser *p, const char *data, size_t len, enum http1
     enum http_errno e = HTTP_PARSER_ERRNO(&p->hp);
     if (e == HPE_PAUSED) {
         http_parser_pause(&p->hp, 0);
-        return (long)n;
+        return p->closed ? (long)len : (long)n;
     }
     /* Bytes after a Connection: close message make http-parser report
      * HPE_CLOSED_CONNECTION; they are ignored, not an error. */

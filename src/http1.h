@@ -47,6 +47,9 @@ enum http1_error {
 struct http1_limits {
     size_t max_header_bytes; /* request line + all headers */
     size_t max_body_bytes;
+    /* RFC 9112 3.2: refuse an HTTP/1.1 request without Host (more than one
+     * Host is refused in any case: it is ambiguous). */
+    bool require_host;
 };
 
 struct http1_parser;
@@ -70,5 +73,13 @@ long http1_feed(struct http1_parser *p, const char *data, size_t len, enum http1
 /* True when no message is partly received (between messages): a read timeout
  * then means the client is waiting for us, not sending slowly. */
 bool http1_idle(const struct http1_parser *p);
+
+/* Where the message being received is: between messages, in its head
+ * (request line, headers), or in its body (chunked trailers included). With
+ * http1_messages_begun, the listener can tell a new message from the same
+ * one and arm the head and body deadlines once per message. */
+enum http1_phase { HTTP1_PHASE_IDLE, HTTP1_PHASE_HEAD, HTTP1_PHASE_BODY };
+enum http1_phase http1_phase(const struct http1_parser *p);
+unsigned long http1_messages_begun(const struct http1_parser *p);
 
 #endif

@@ -35,8 +35,10 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include "auth.h"
 #include "config.h"
 #include "http1.h"
+#include "admission.h"
 #include "log.h"
 #include "metrics.h"
 #include "request.h"
@@ -83,6 +85,11 @@ struct conn {
     bool free_pending; /* conn_free was asked for while busy */
     bool no_more;      /* parse no further requests */
     bool paused;       /* parser paused by the pipeline limit */
+    struct auth_peer peer;
+    unsigned long requests;       /* requests parsed on this connection */
+    struct event *deadline;       /* head or body deadline of the message being received */
+    enum http1_phase armed_phase; /* what the deadline is armed for */
+    unsigned long armed_msg;      /* and for which message (http1_messages_begun) */
 };
 
 static void conn_flush(struct conn *c);
@@ -143,6 +150,7 @@ static struct request *request_new(struct conn *c, struct http1_msg *msg)
     req->start_ms = util_now_ms();
     if (msg)
         req->msg = *msg; /* moved: http1 forgets it when we return */
+    req->peer = c->peer;
     req->cfg = config_ref(w->cfg);
     req->route.id = ROUTE_NONE;
     req->out = evbuffer_new();
@@ -307,6 +315,9 @@ static void conn_free(struct conn *c)
     set_conn_gauge(l);
     bufferevent_free(c->bev); /* BEV_OPT_CLOSE_ON_FREE: closes the fd */
     http1_free(c->parser);
+    if (c->deadline)
+        event_free(c->deadline);
+    admission_conn_close(l->w->srv->admission, &c->peer);
     free(c);
     listener_maybe_destroy(l);
 }
@@ -321,7 +332,9 @@ static int conn_on_message(void *arg, struct http1_msg *msg)
         return -1;
     }
     struct request *req = request_new(c, msg);
-    if (!req->msg.keep_alive) {
+    if (++c->requests >= (unsigned long)c->l->w->cfg->max_requests_per_connection)
+        req->close_after = true;
+    if (!req->msg.keep_alive || req->close_after) {
         /* Its answer closes the connection; nothing after it is read. */
         c->no_more = true;
         bufferevent_disable(c->bev, EV_READ);
@@ -337,15 +350,39 @@ static int conn_on_message(void *arg, struct http1_msg *msg)
     return 0;
 }
 
+/* Answer a request that will not be read to its end (a refusal before its
+ * body, a deadline): its error goes out in turn and the connection closes. */
+static struct request *conn_refuse(struct conn *c)
+{
+    c->no_more = true;
+    bufferevent_disable(c->bev, EV_READ);
+    struct request *req = request_new(c, NULL);
+    req->close_after = true;
+    return req;
+}
+
 static void conn_on_headers(void *arg, const struct http1_msg *msg)
 {
     struct conn *c = arg;
-    /* Only when this request is next to be answered: a 100 must not come
-     * before the final responses of requests ahead of it. */
-    if (c->head || c->no_more || msg->http_minor < 1)
+    if (c->no_more || msg->http_minor < 1)
         return;
     const char *e = http1_msg_header(msg, "Expect");
-    if (e && strcasecmp(e, "100-continue") == 0)
+    if (!e || strcasecmp(e, "100-continue") != 0)
+        return;
+    /* The client waits for a go-ahead before sending its body: give it only
+     * to a request that would be admitted (credentials, route, grant), so
+     * nobody can make us read bodies we would refuse. Otherwise the final
+     * error now, and the body is never read. */
+    struct router_refusal no;
+    if (!router_admissible(c->l->w, msg, &c->peer, &no)) {
+        struct request *req = conn_refuse(c);
+        snprintf(req->msg.method, sizeof req->msg.method, "%s", msg->method);
+        router_refuse(req, &no);
+        return;
+    }
+    /* Only when this request is next to be answered: a 100 must not come
+     * before the final responses of requests ahead of it. */
+    if (!c->head)
         evbuffer_add(bufferevent_get_output(c->bev), continue_100, sizeof continue_100 - 1);
 }
 
@@ -353,10 +390,7 @@ static void conn_on_headers(void *arg, const struct http1_msg *msg)
  * of the requests before it, and then the connection closes. */
 static void conn_parse_error(struct conn *c, enum http1_error err)
 {
-    c->no_more = true;
-    bufferevent_disable(c->bev, EV_READ);
-    struct request *req = request_new(c, NULL);
-    req->close_after = true;
+    struct request *req = conn_refuse(c);
     switch (err) {
     case HTTP1_HEADERS_TOO_BIG:
         response_error(req, 431, TWILIO_E_BAD_REQUEST, "Request headers too large");
@@ -371,6 +405,47 @@ static void conn_parse_error(struct conn *c, enum http1_error err)
         response_error(req, 400, TWILIO_E_BAD_REQUEST, "Malformed HTTP request");
         break;
     }
+}
+
+/* A whole head must arrive within header_timeout_ms of its first byte, and
+ * a whole body within body_timeout_ms of the head's end, however the bytes
+ * trickle in (the idle timer restarts with every byte; this does not). */
+static void conn_deadline_cb(evutil_socket_t fd, short what, void *arg)
+{
+    struct conn *c = arg;
+    (void)fd;
+    (void)what;
+    if (c->state != CONN_OPEN || c->no_more)
+        return;
+    bool head = c->armed_phase == HTTP1_PHASE_HEAD;
+    metrics_inc(c->l->w->metrics, head ? MCOUNT_HEADER_TIMEOUTS : MCOUNT_BODY_TIMEOUTS);
+    response_error(conn_refuse(c), 408, TWILIO_E_BAD_REQUEST,
+                   head ? "Request headers not received in time"
+                        : "Request body not received in time");
+}
+
+static void conn_arm_deadline(struct conn *c)
+{
+    enum http1_phase ph = http1_phase(c->parser);
+    unsigned long msg = http1_messages_begun(c->parser);
+    if (c->state != CONN_OPEN || c->no_more || c->paused || ph == HTTP1_PHASE_IDLE) {
+        if (c->deadline)
+            event_del(c->deadline);
+        c->armed_phase = HTTP1_PHASE_IDLE;
+        return;
+    }
+    if (ph == c->armed_phase && msg == c->armed_msg)
+        return;
+    if (!c->deadline)
+        c->deadline = evtimer_new(c->l->w->base, conn_deadline_cb, c);
+    if (!c->deadline)
+        return;
+    const struct config *cfg = c->l->w->cfg;
+    struct timeval tv =
+        ms_to_tv(ph == HTTP1_PHASE_HEAD ? cfg->header_timeout_ms : cfg->body_timeout_ms);
+    evtimer_add(c->deadline, &tv);
+    c->armed_phase = ph;
+    c->armed_msg = msg;
 }
 
 /* Feed the buffered input to http1 straight from the evbuffer's chains and
@@ -405,6 +480,7 @@ static void conn_parse(struct conn *c)
         if (stop)
             break;
     }
+    conn_arm_deadline(c);
     c->busy--;
     if (c->free_pending)
         conn_free(c);
@@ -453,6 +529,48 @@ static void conn_event_cb(struct bufferevent *bev, short what, void *arg)
 
 /* ---- accepting ---- */
 
+static void peer_from_sockaddr(const struct sockaddr *sa, struct auth_peer *p)
+{
+    memset(p, 0, sizeof *p);
+    p->family = sa->sa_family;
+    if (sa->sa_family == AF_INET) {
+        memcpy(p->addr, &((const struct sockaddr_in *)sa)->sin_addr, 4);
+    } else if (sa->sa_family == AF_INET6) {
+        const uint8_t *a = ((const struct sockaddr_in6 *)sa)->sin6_addr.s6_addr;
+        static const uint8_t mapped[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
+        if (memcmp(a, mapped, 12) == 0) { /* ::ffff:a.b.c.d is an IPv4 client */
+            p->family = AF_INET;
+            memcpy(p->addr, a + 12, 4);
+        } else {
+            memcpy(p->addr, a, 16);
+        }
+    } else {
+        p->family = AF_UNIX;
+    }
+}
+
+/* A connection over a limit is told so (503, Twilio-shaped) and closed: a
+ * client must be able to tell "full" from a network fault. Best effort and
+ * non-blocking; what the client already sent is drained first so the close
+ * does not turn into a reset that destroys the answer. */
+static void refuse_connection(evutil_socket_t fd, const char *why)
+{
+    struct buf body = {0}, all = {0};
+    twilio_error_json(&body, 503, TWILIO_E_UNAVAILABLE, why);
+    buf_printf(&all,
+               "HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\n"
+               "Content-Length: %zu\r\nRetry-After: 1\r\nConnection: close\r\n\r\n%s",
+               body.len, body.data);
+    char sink[4096];
+    while (recv(fd, sink, sizeof sink, MSG_DONTWAIT) > 0)
+        ;
+    if (send(fd, all.data, all.len, MSG_DONTWAIT | MSG_NOSIGNAL) >= 0)
+        shutdown(fd, SHUT_WR);
+    evutil_closesocket(fd);
+    buf_free(&body);
+    buf_free(&all);
+}
+
 static void on_accept(struct evconnlistener *evl, evutil_socket_t fd, struct sockaddr *sa,
                       int socklen, void *arg)
 {
@@ -461,9 +579,20 @@ static void on_accept(struct evconnlistener *evl, evutil_socket_t fd, struct soc
     struct worker *w = l->w;
     (void)evl;
     (void)socklen;
-    if (l->stopping ||
-        (w->cfg->max_connections > 0 && l->n_conns >= (size_t)w->cfg->max_connections)) {
+    if (l->stopping) {
         evutil_closesocket(fd);
+        return;
+    }
+    struct auth_peer peer;
+    peer_from_sockaddr(sa, &peer);
+    enum admission_conn lc = admission_conn_open(w->srv->admission, &peer, w->cfg->max_connections,
+                                                 w->cfg->max_connections_per_ip);
+    if (lc != LIMIT_CONN_OK) {
+        metrics_inc(w->metrics, lc == LIMIT_CONN_TOTAL ? MCOUNT_CONN_REFUSED_TOTAL
+                                                       : MCOUNT_CONN_REFUSED_PER_IP);
+        refuse_connection(fd, lc == LIMIT_CONN_TOTAL
+                                  ? "Too many connections; retry shortly"
+                                  : "Too many connections from this address; retry shortly");
         return;
     }
     if (sa->sa_family == AF_INET || sa->sa_family == AF_INET6) {
@@ -472,13 +601,16 @@ static void on_accept(struct evconnlistener *evl, evutil_socket_t fd, struct soc
     }
     struct bufferevent *bev = bufferevent_socket_new(w->base, fd, BEV_OPT_CLOSE_ON_FREE);
     if (!bev) {
+        admission_conn_close(w->srv->admission, &peer);
         evutil_closesocket(fd);
         return;
     }
     struct conn *c = util_calloc(1, sizeof *c);
     c->l = l;
     c->bev = bev;
-    struct http1_limits lim = {(size_t)w->cfg->max_header_bytes, (size_t)w->cfg->max_body_bytes};
+    c->peer = peer;
+    struct http1_limits lim = {(size_t)w->cfg->max_header_bytes, (size_t)w->cfg->max_body_bytes,
+                               true};
     c->parser = http1_new(&lim, conn_on_message, conn_on_headers, c);
     c->next = l->conns;
     if (l->conns)

@@ -14,6 +14,7 @@
 
 #include "admin.h"
 #include "config.h"
+#include "admission.h"
 #include "log.h"
 #include "metrics.h"
 #include "notify.h"
@@ -331,6 +332,7 @@ int main(int argc, char **argv)
     static struct control ctl;
     pthread_mutex_init(&ctl.srv.lock, NULL);
     ctl.srv.cfg = cfg;
+    ctl.srv.admission = admission_new();
     if (cfg->default_service_sid)
         snprintf(ctl.srv.default_service, sizeof ctl.srv.default_service, "%s",
                  cfg->default_service_sid);
@@ -392,6 +394,7 @@ out:
     for (size_t i = 0; i < ctl.srv.n_workers; i++)
         worker_free(ctl.srv.workers[i]);
     free(ctl.srv.workers);
+    admission_free(ctl.srv.admission);
     struct event *evs[] = {ctl.sig_hup,        ctl.sig_term, ctl.sig_int, ctl.worker_exit_ev,
                            ctl.shutdown_timer, ctl.tick,     ctl.ready};
     for (size_t i = 0; i < UG_ARRAY_LEN(evs); i++)

@@ -67,8 +67,18 @@ static const struct {
     [MCOUNT_UPSTREAM_PACE_REFUSED] = {"usergate_upstream_pace_refused_total", NULL,
                                       "Writes refused (429) because their service was over "
                                       "writes_per_second for longer than queue_timeout_ms."},
-    [MCOUNT_CLIENT_THROTTLED] = {"usergate_client_throttled_total", NULL,
-                                 "429 answers given to clients by usergate."},
+    [MCOUNT_CONN_REFUSED_TOTAL] = {"usergate_connections_refused_total", "reason=\"total\"",
+                                   "Client connections refused (503) over max_connections or "
+                                   "max_connections_per_ip."},
+    [MCOUNT_CONN_REFUSED_PER_IP] = {"usergate_connections_refused_total", "reason=\"per_ip\"",
+                                    "Client connections refused (503) over max_connections or "
+                                    "max_connections_per_ip."},
+    [MCOUNT_HEADER_TIMEOUTS] = {"usergate_request_timeouts_total", "phase=\"header\"",
+                                "Requests not received within header_timeout_ms or "
+                                "body_timeout_ms (408), by phase."},
+    [MCOUNT_BODY_TIMEOUTS] = {"usergate_request_timeouts_total", "phase=\"body\"",
+                              "Requests not received within header_timeout_ms or "
+                              "body_timeout_ms (408), by phase."},
     [MCOUNT_AUTH_FAILURES] = {"usergate_auth_failures_total", NULL,
                               "Client requests refused for missing or wrong credentials."},
     [MCOUNT_CONFIG_RELOADS_OK] = {"usergate_config_reloads_total", "result=\"ok\"",
@@ -99,6 +109,7 @@ enum family_id {
     F_UPSTREAM_REQUESTS,
     F_UPSTREAM_DURATION,
     F_BUILD_INFO,
+    F_CLIENT_THROTTLED,
     F_COUNT
 };
 static const struct {
@@ -117,6 +128,9 @@ static const struct {
          "Requests sent to Twilio, by API and status code (error = no HTTP answer)."},
     [F_UPSTREAM_DURATION] = {"usergate_upstream_duration_seconds", "histogram",
                              "Twilio request duration, by API."},
+    [F_CLIENT_THROTTLED] = {"usergate_client_throttled_total", "counter",
+                            "429 answers given to clients by usergate, by client and reason "
+                            "(rate, auth, inflight, pacing); client=\"-\" before authentication."},
     [F_BUILD_INFO] = {"usergate_build_info", "gauge",
                       "Always 1; the version label names the build."},
 };
@@ -305,7 +319,7 @@ static bool hits_misses(const struct metrics_shard *a, int r, uint64_t *hits, ui
 }
 
 void metrics_render(struct buf *out, struct metrics_shard *const *shards, size_t n,
-                    const char *version)
+                    const char *version, const char *throttled)
 {
     struct metrics_shard *a = aggregate(shards, n);
     for (int f = 0; f < F_COUNT; f++) {
@@ -349,6 +363,8 @@ void metrics_render(struct buf *out, struct metrics_shard *const *shards, size_t
             else if (f == F_UPSTREAM_DURATION && a->upstream_duration[api].count)
                 render_hist(out, name, "api", api_names[api], &a->upstream_duration[api]);
         }
+        if (f == F_CLIENT_THROTTLED && throttled)
+            buf_puts(out, throttled);
         if (f == F_BUILD_INFO) {
             buf_printf(out, "%s{version=\"", name);
             put_label_value(out, version);

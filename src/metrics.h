@@ -46,7 +46,10 @@ enum metric_counter {
     MCOUNT_UPSTREAM_THROTTLED,    /* usergate_upstream_throttled_total (429 from Twilio) */
     MCOUNT_UPSTREAM_PACED,        /* usergate_upstream_paced_total (writes that waited) */
     MCOUNT_UPSTREAM_PACE_REFUSED, /* usergate_upstream_pace_refused_total */
-    MCOUNT_CLIENT_THROTTLED,      /* usergate_client_throttled_total (429 given to clients) */
+    MCOUNT_CONN_REFUSED_TOTAL,    /* usergate_connections_refused_total{reason="total"} */
+    MCOUNT_CONN_REFUSED_PER_IP,   /* usergate_connections_refused_total{reason="per_ip"} */
+    MCOUNT_HEADER_TIMEOUTS,       /* usergate_request_timeouts_total{phase="header"} */
+    MCOUNT_BODY_TIMEOUTS,         /* usergate_request_timeouts_total{phase="body"} */
     MCOUNT_AUTH_FAILURES,         /* usergate_auth_failures_total */
     MCOUNT_CONFIG_RELOADS_OK,     /* usergate_config_reloads_total{result="ok"} */
     MCOUNT_CONFIG_RELOADS_FAILED, /* usergate_config_reloads_total{result="failed"} */
@@ -80,11 +83,14 @@ void metrics_gauge_set(struct metrics_shard *s, enum metric_gauge g, int64_t v);
 int64_t metrics_gauge_value(struct metrics_shard *const *shards, size_t n, enum metric_gauge g);
 
 /* Prometheus text format 0.0.4 of the sum of shards[0..n), including
+ * usergate_client_throttled_total, whose samples (one line each, labels
+ * client and reason) are kept by limits.c and passed in as `throttled`
+ * (may be NULL), and
  * usergate_build_info{version=...} 1 and usergate_cache_hit_ratio{route}
  * = (hit + negative_hit + stale) / (that + miss), omitted for routes with no
  * lookups. Every metric has # HELP and # TYPE lines. */
 void metrics_render(struct buf *out, struct metrics_shard *const *shards, size_t n,
-                    const char *version);
+                    const char *version, const char *throttled);
 
 /* Aggregates for sd_notify STATUS= (usergate -s reads /metrics instead). */
 struct metrics_summary {

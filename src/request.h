@@ -9,6 +9,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "auth.h"
 #include "http1.h"
 #include "route.h"
 #include "util.h"
@@ -29,6 +30,7 @@ struct request {
     uint64_t id;                        /* per-process unique, for logs */
     int64_t start_ms;                   /* util_now_ms() at parse completion */
     struct http1_msg msg;               /* method, target, headers, body */
+    struct auth_peer peer;              /* the connection's source address */
     struct config *cfg;                 /* snapshot ref taken at start, dropped at finish */
     const struct config_client *client; /* after auth; points into cfg */
     struct route_match route;

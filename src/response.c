@@ -140,41 +140,34 @@ static void head_add(struct head *h, const char *fmt, ...)
         h->len += (size_t)n < sizeof h->buf - h->len ? (size_t)n : sizeof h->buf - h->len - 1;
 }
 
-/* logfmt value: bare when safe, else quoted with \" and \\ escaped. */
+/* logfmt value: bare when safe, else quoted with \" and \\ escaped, and
+ * control bytes and bytes that are not valid UTF-8 as \xNN, so a line stays
+ * one valid UTF-8 logfmt record whatever a client sent. */
 static void logfmt_value(struct buf *b, const char *s)
 {
-    bool bare = s[0] != 0;
+    size_t n = strlen(s);
+    bool bare = n > 0 && util_utf8_valid(s, n);
     for (const char *p = s; *p && bare; p++)
         if (*p <= ' ' || *p == '"' || *p == '=' || *p == '\\' || *p == 0x7f)
             bare = false;
     if (bare) {
-        buf_puts(b, s);
+        buf_append(b, s, n);
         return;
     }
+    const unsigned char *p = (const unsigned char *)s;
     buf_append(b, "\"", 1);
-    for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
-        if (*p == '"' || *p == '\\')
+    for (size_t i = 0; i < n;) {
+        size_t l = p[i] >= 0x80 ? util_utf8_seq_len(p + i, n - i) : 1;
+        if (p[i] == '"' || p[i] == '\\') {
             buf_append(b, "\\", 1);
-        if (*p < 0x20 || *p == 0x7f)
-            buf_printf(b, "\\x%02x", *p);
-        else
-            buf_append(b, p, 1);
-    }
-    buf_append(b, "\"", 1);
-}
-
-static void json_string(struct buf *b, const char *s)
-{
-    buf_append(b, "\"", 1);
-    for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
-        if (*p == '"' || *p == '\\') {
-            buf_append(b, "\\", 1);
-            buf_append(b, p, 1);
-        } else if (*p < 0x20) {
-            buf_printf(b, "\\u%04x", *p);
+            buf_append(b, p + i, 1);
+        } else if (p[i] < 0x20 || p[i] == 0x7f || l == 0) {
+            buf_printf(b, "\\x%02x", p[i]);
+            l = 1;
         } else {
-            buf_append(b, p, 1);
+            buf_append(b, p + i, l);
         }
+        i += l;
     }
     buf_append(b, "\"", 1);
 }
@@ -217,11 +210,11 @@ static void access_log(const struct request *req, int status, int64_t ms)
     struct buf b = {0};
     if (mode && strcmp(mode, "json") == 0) {
         buf_printf(&b, "{\"msg\":\"access\",\"id\":%" PRIu64 ",\"client\":", req->id);
-        json_string(&b, client);
+        util_json_string(&b, client);
         buf_printf(&b, ",\"method\":\"%s\",\"route\":\"%s\",\"service\":\"%s\",\"user\":", method,
                    route_label(req->route.id), service);
         if (user)
-            json_string(&b, user);
+            util_json_string(&b, user);
         else
             buf_puts(&b, "null");
         buf_printf(&b,

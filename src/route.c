@@ -74,23 +74,24 @@ static enum route_result bad_request(int *code, char *err, size_t errlen, const 
     return ROUTE_BAD_REQUEST;
 }
 
-/* Sub-resource segments are forwarded raw, so they only need to be safe to
- * forward: valid escapes, no control bytes, and no encoded '/' that would
- * change which upstream resource is addressed. */
-static bool sub_segment_ok(const struct seg *s)
+/* A variable segment: percent-decoded exactly once into out (which holds
+ * TWILIO_IDENTITY_MAX + 1 bytes), then validated as a path segment. Any
+ * escape shrinks three bytes to one, so a longer raw segment cannot fit. */
+static enum route_result decode_segment(const struct seg *s, char *out, size_t *out_len, int *code,
+                                        char *err, size_t errlen)
 {
-    char tmp[512];
-    if (s->n >= sizeof(tmp))
-        return false;
-    long n = util_pct_decode(s->p, s->n, tmp, false);
-    if (n < 0)
-        return false;
-    for (long i = 0; i < n; i++) {
-        unsigned char c = (unsigned char)tmp[i];
-        if (c < 0x20 || c == 0x7f || c == '/')
-            return false;
-    }
-    return true;
+    char tmp[3 * TWILIO_IDENTITY_MAX + 1];
+    if (s->n > 3 * TWILIO_IDENTITY_MAX)
+        return bad_request(code, err, errlen, "Invalid user Sid or Identity: too long");
+    long dn = util_pct_decode(s->p, s->n, tmp, false);
+    if (dn < 0)
+        return bad_request(code, err, errlen, "Invalid path segment: invalid percent-encoding");
+    char why[128];
+    if (twilio_validate_path_segment(tmp, (size_t)dn, why, sizeof why) < 0)
+        return bad_request(code, err, errlen, why);
+    memcpy(out, tmp, (size_t)dn + 1);
+    *out_len = (size_t)dn;
+    return ROUTE_OK;
 }
 
 enum route_result route_match(const char *method, const char *path, size_t len,
@@ -116,8 +117,9 @@ enum route_result route_match(const char *method, const char *path, size_t len,
     for (;;) {
         const char *slash = memchr(p, '/', (size_t)(end - p));
         const char *stop = slash ? slash : end;
-        /* Empty segments ("//", trailing '/') are not Twilio URLs. */
-        if (stop == p || nseg == ROUTE_MAX_SEGS)
+        /* Empty segments are kept: a literal never matches one (404), a
+         * variable one is refused as empty (400). */
+        if (nseg == ROUTE_MAX_SEGS)
             return ROUTE_NOT_FOUND;
         segs[nseg++] = (struct seg){p, (size_t)(stop - p)};
         if (!slash)
@@ -191,48 +193,45 @@ enum route_result route_match(const char *method, const char *path, size_t len,
                                "Invalid ServiceSid: must match ^IS[0-9a-fA-F]{32}$");
         memcpy(m->service, service->p, TWILIO_SID_LEN);
         m->service[TWILIO_SID_LEN] = '\0';
+        twilio_sid_canon(m->service);
     }
     if (shape == 0)
         return ROUTE_OK;
 
     /* {Sid}: decoded exactly once, '+' literal (twilio-node sends identities
-     * raw, so "bob+1@example.com" must stay a plus). Any escape shrinks three
-     * bytes to one, so a longer raw segment cannot fit. */
+     * raw, so "bob+1@example.com" must stay a plus). */
     const struct seg *user = &segs[base];
-    char tmp[3 * TWILIO_IDENTITY_MAX + 1];
-    if (user->n > 3 * TWILIO_IDENTITY_MAX)
-        return bad_request(code, err, errlen, "Invalid user Sid or Identity: too long");
-    long dn = util_pct_decode(user->p, user->n, tmp, false);
-    if (dn < 0)
-        return bad_request(code, err, errlen,
-                           "Invalid user Sid or Identity: invalid percent-encoding");
-    char why[128];
-    if (twilio_validate_identity(tmp, (size_t)dn, why, sizeof why) < 0)
-        return bad_request(code, err, errlen, why);
-    memcpy(m->user, tmp, (size_t)dn + 1);
-    m->user_len = (size_t)dn;
-    m->user_is_sid = twilio_is_sid(tmp, (size_t)dn, "US");
+    if (decode_segment(user, m->user, &m->user_len, code, err, errlen) != ROUTE_OK)
+        return ROUTE_BAD_REQUEST;
+    m->user_is_sid = twilio_is_sid(m->user, m->user_len, "US");
+    if (m->user_is_sid)
+        twilio_sid_canon(m->user);
     if (shape == 1)
         return ROUTE_OK;
 
-    /* Sub-resource: keep the raw remainder to forward unchanged. */
-    const char *sub_start = segs[base + 1].p - 1;
-    size_t sub_len = (size_t)(end - sub_start);
-    if (sub_len >= sizeof(m->sub))
-        return bad_request(code, err, errlen, "Invalid sub-resource path: too long");
+    m->sub = fam == FAMILY_V2 ? (bindings ? ROUTE_SUB_BINDINGS : ROUTE_SUB_CHANNELS)
+                              : ROUTE_SUB_CONVERSATIONS;
     if (rest == 3) {
         const struct seg *item = &segs[base + 2];
         if (bindings && !twilio_is_sid(item->p, item->n, "BS"))
             return bad_request(code, err, errlen, "Invalid Sid: must match ^BS[0-9a-fA-F]{32}$");
-        if (!sub_segment_ok(item))
-            return bad_request(code, err, errlen, "Invalid sub-resource path segment");
+        if (decode_segment(item, m->item, &m->item_len, code, err, errlen) != ROUTE_OK)
+            return ROUTE_BAD_REQUEST;
+        if (bindings)
+            twilio_sid_canon(m->item);
     }
-    memcpy(m->sub, sub_start, sub_len);
-    m->sub[sub_len] = '\0';
     return ROUTE_OK;
 }
 
-void route_upstream_path(const struct route_match *m, struct buf *out)
+static const char *sub_name(enum route_sub s)
+{
+    static const char *const names[] = {[ROUTE_SUB_CONVERSATIONS] = "Conversations",
+                                        [ROUTE_SUB_CHANNELS] = "Channels",
+                                        [ROUTE_SUB_BINDINGS] = "Bindings"};
+    return s > ROUTE_SUB_NONE && s <= ROUTE_SUB_BINDINGS ? names[s] : NULL;
+}
+
+void route_upstream_path(const struct route_match *m, const char *canon_query, struct buf *out)
 {
     switch (m->family) {
     case FAMILY_V1_SERVICE:
@@ -245,16 +244,21 @@ void route_upstream_path(const struct route_match *m, struct buf *out)
         buf_puts(out, "/v1/Users");
         break;
     }
-    bool has_user = m->id == ROUTE_V1_USER || m->id == ROUTE_V1_USER_SUB ||
-                    m->id == ROUTE_V1S_USER || m->id == ROUTE_V1S_USER_SUB ||
-                    m->id == ROUTE_V2_USER || m->id == ROUTE_V2_USER_SUB;
-    if (has_user) {
+    if (m->user_len) {
         buf_puts(out, "/");
         util_pct_encode(out, m->user, m->user_len);
-        buf_puts(out, m->sub);
+        const char *sub = sub_name(m->sub);
+        if (sub) {
+            buf_puts(out, "/");
+            buf_puts(out, sub);
+            if (m->item_len) {
+                buf_puts(out, "/");
+                util_pct_encode(out, m->item, m->item_len);
+            }
+        }
     }
-    if (m->query && m->query_len) {
+    if (canon_query && canon_query[0]) {
         buf_puts(out, "?");
-        buf_append(out, m->query, m->query_len);
+        buf_puts(out, canon_query);
     }
 }

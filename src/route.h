@@ -51,6 +51,14 @@ enum route_id {
 /* Metric label for a route: "/v1/Users/{Sid}" etc.; ROUTE_NONE is "other". */
 const char *route_label(enum route_id r);
 
+/* The sub-resource collections under a user. */
+enum route_sub {
+    ROUTE_SUB_NONE = 0,
+    ROUTE_SUB_CONVERSATIONS, /* v1, v1s: …/Users/{Sid}/Conversations[/{ConversationSid}] */
+    ROUTE_SUB_CHANNELS,      /* v2: …/Users/{Sid}/Channels[/{ChannelSid}] */
+    ROUTE_SUB_BINDINGS,      /* v2: …/Users/{Sid}/Bindings[/{BS…}] */
+};
+
 struct route_match {
     enum route_id id;
     enum api_family family;
@@ -61,10 +69,13 @@ struct route_match {
     char user[TWILIO_IDENTITY_MAX + 1];
     size_t user_len;
     bool user_is_sid;
-    /* For ACTION_SUB: the rest of the path after /Users/{Sid} (raw, still
-     * encoded, e.g. "/Conversations/CH…"), to be forwarded as is. */
-    char sub[512];
-    /* Query string (raw, without '?'), pointing into the caller's path; NULL if none. */
+    /* For ACTION_SUB: which sub-resource collection, and its item segment
+     * (decoded and validated like {Sid}; item_len 0 for the collection). */
+    enum route_sub sub;
+    char item[TWILIO_IDENTITY_MAX + 1];
+    size_t item_len;
+    /* Query string (raw, without '?'), pointing into the caller's path; NULL
+     * if none. Only for validation: it is never forwarded as received. */
     const char *query;
     size_t query_len;
 };
@@ -83,9 +94,12 @@ enum route_result {
 enum route_result route_match(const char *method, const char *path, size_t len,
                               struct route_match *m, int *code, char *err, size_t errlen);
 
-/* Build the upstream path for a match: re-encodes the user segment with
- * util_pct_encode, appends sub and "?query" if present. For fetch by
- * identity this is what the forwarded request uses. */
-void route_upstream_path(const struct route_match *m, struct buf *out);
+/* Build the upstream path for a match from the route's template alone: its
+ * literal segments, the service SID, and the decoded user and item segments
+ * re-encoded with util_pct_encode (so '/', '?', '#', '%' and '.'-only
+ * segments can never appear unencoded); then "?canon_query" when canon_query
+ * is non-empty (a query rebuilt from validated parameters, never the raw
+ * one). */
+void route_upstream_path(const struct route_match *m, const char *canon_query, struct buf *out);
 
 #endif

@@ -6,13 +6,17 @@
 #include "router.h"
 
 #include <event2/event.h>
+#include <stdarg.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 
+#include "auth.h"
 #include "cache.h"
 #include "config.h"
 #include "entry.h"
+#include "admission.h"
 #include "links.h"
 #include "log.h"
 #include "metrics.h"
@@ -86,7 +90,8 @@ struct rstate {
     bool has_stale;
     bool refresh; /* Cache-Control: no-cache: fetch and store, never serve the entry */
     /* Writes: the upstream answer, held while the cache is invalidated. */
-    struct buf body; /* form re-encoded for upstream */
+    struct buf body;  /* form re-encoded for upstream */
+    struct buf query; /* list query rebuilt from validated parameters */
     struct buf resp_body;
     int resp_status;
     long retry_after;   /* REJECTED: when to come back */
@@ -129,6 +134,7 @@ static void rstate_free(struct rstate *rs)
         return;
     buf_free(&rs->stale_body);
     buf_free(&rs->body);
+    buf_free(&rs->query);
     buf_free(&rs->resp_body);
     rs->req->rstate = NULL;
     free(rs);
@@ -169,7 +175,8 @@ static void finish(struct request *req, int status, const struct response_meta *
 static void finish_transport_error(struct request *req, const struct upstream_response *resp)
 {
     if (resp->outcome == UPSTREAM_REJECTED) {
-        metrics_inc(req->w->metrics, MCOUNT_CLIENT_THROTTLED);
+        admission_count(req->w->srv->admission, req->client ? req->client->name : NULL,
+                        resp->pace_rejected ? LIMIT_PACING : LIMIT_INFLIGHT);
         rstate_free(req->rstate);
         req->on_abort = NULL;
         response_error_retry(req, 429, TWILIO_E_TOO_MANY,
@@ -557,7 +564,7 @@ static void flight_join(struct router *r, struct rstate *rs, const struct cache_
         fl->cu.account = fl->cfg->account_sid;
         struct buf url = {0};
         buf_puts(&url, family_base(cfg, m->family));
-        route_upstream_path(m, &url);
+        route_upstream_path(m, NULL, &url);
         fl->url = url.data;
         fl->next = *slot;
         *slot = fl;
@@ -773,8 +780,9 @@ static void on_write_done(void *arg, const struct upstream_response *resp)
             0) {
         char body_service[TWILIO_SID_LEN + 1];
         if (entry_user_service(resp->body.data, resp->body.len, body_service,
-                               sizeof body_service) == 0)
+                               sizeof body_service) == 0) {
             snprintf(service, sizeof service, "%s", body_service);
+        }
         invalidate_then_finish(rs, service, ident, strlen(ident), sid);
         return;
     }
@@ -815,7 +823,7 @@ static void forward(struct rstate *rs, const char *method, const struct buf *bod
     const struct route_match *m = &req->route;
     struct buf url = {0};
     buf_puts(&url, family_base(req->cfg, m->family));
-    route_upstream_path(m, &url);
+    route_upstream_path(m, rs->query.data, &url);
     const char *webhook = http1_msg_header(&req->msg, "X-Twilio-Webhook-Enabled");
     struct upstream_call *c = start_upstream(rs->r, req->cfg, m->family, rs->service, method,
                                              url.data, body, webhook, on_write_done, rs);
@@ -841,8 +849,10 @@ static bool is_form(const struct request *req)
            (ct[33] == 0 || ct[33] == ';' || ct[33] == ' ');
 }
 
-/* Parse and validate a write's form; re-encode it for upstream. */
-static bool prepare_form(struct rstate *rs, bool user_form, enum twilio_user_op op)
+/* Parse and validate a write's form (a user form for op, else a
+ * sub-resource form of kind); re-encode it for upstream. */
+static bool prepare_form(struct rstate *rs, const enum twilio_user_op *op,
+                         enum twilio_sub_kind kind)
 {
     struct request *req = rs->req;
     char err[256];
@@ -855,7 +865,8 @@ static bool prepare_form(struct rstate *rs, bool user_form, enum twilio_user_op 
     struct form f = {0};
     if (form_parse(req->msg.body.data ? req->msg.body.data : "", req->msg.body.len, &f, err,
                    sizeof err) < 0 ||
-        (user_form && twilio_validate_user_form(&f, op, &code, err, sizeof err) < 0)) {
+        (op ? twilio_validate_user_form(&f, *op, &code, err, sizeof err)
+            : twilio_validate_sub_form(&f, kind, err, sizeof err)) < 0) {
         form_free(&f);
         finish_error(req, 400, code, err);
         return false;
@@ -874,38 +885,46 @@ static void handle_write(struct rstate *rs)
     const struct route_match *m = &req->route;
     switch (m->action) {
     case ACTION_CREATE:
-        if (prepare_form(rs, true, TWILIO_USER_CREATE))
+    case ACTION_UPDATE: {
+        enum twilio_user_op op =
+            m->action == ACTION_CREATE ? TWILIO_USER_CREATE : TWILIO_USER_UPDATE;
+        if (prepare_form(rs, &op, TWILIO_SUB_CONVERSATIONS))
             forward(rs, "POST", &rs->body);
         return;
-    case ACTION_UPDATE:
-        if (prepare_form(rs, true, TWILIO_USER_UPDATE))
-            forward(rs, "POST", &rs->body);
-        return;
+    }
     case ACTION_DELETE:
         forward(rs, "DELETE", NULL);
         return;
-    case ACTION_SUB:
-        if (strcmp(req->msg.method, "GET") == 0 && !strchr(m->sub + 1, '/')) {
+    case ACTION_SUB: {
+        char err[256];
+        bool get = strcmp(req->msg.method, "GET") == 0;
+        if (get && m->item_len == 0) {
             /* A sub-resource list: same paging rules as user lists. */
-            char err[256];
-            bool bindings = strncmp(m->sub, "/Bindings", 9) == 0;
-            if (twilio_validate_list_query(m->query, m->query_len, 50, bindings, err, sizeof err) <
-                0) {
+            if (twilio_validate_list_query(m->query, m->query_len, 50, m->sub == ROUTE_SUB_BINDINGS,
+                                           &rs->query, err, sizeof err) < 0) {
                 finish_error(req, 400, TWILIO_E_BAD_REQUEST, err);
                 return;
             }
+        } else if (m->query) {
+            finish_error(req, 400, TWILIO_E_BAD_REQUEST,
+                         "Query parameters are not accepted on this resource");
+            return;
         }
         if (strcmp(req->msg.method, "POST") == 0) {
-            if (prepare_form(rs, false, TWILIO_USER_UPDATE))
+            enum twilio_sub_kind kind =
+                m->sub == ROUTE_SUB_CHANNELS ? TWILIO_SUB_CHANNELS : TWILIO_SUB_CONVERSATIONS;
+            if (prepare_form(rs, NULL, kind))
                 forward(rs, "POST", &rs->body);
         } else {
             forward(rs, req->msg.method, NULL);
         }
         return;
+    }
     case ACTION_LIST: {
         char err[256];
         long max = m->family == FAMILY_V2 ? 100 : 50;
-        if (twilio_validate_list_query(m->query, m->query_len, max, false, err, sizeof err) < 0) {
+        if (twilio_validate_list_query(m->query, m->query_len, max, false, &rs->query, err,
+                                       sizeof err) < 0) {
             finish_error(req, 400, TWILIO_E_BAD_REQUEST, err);
             return;
         }
@@ -917,107 +936,162 @@ static void handle_write(struct rstate *rs)
     }
 }
 
-/* ---- authentication and authorization ---- */
+/* ---- admission: authentication and authorization ---- */
 
-static const struct config_client *authenticate(const struct request *req)
+static const struct config_client *authenticate(const struct config *cfg,
+                                                const struct http1_msg *msg)
 {
-    const char *h = http1_msg_header(&req->msg, "Authorization");
-    if (!h || strncasecmp(h, "Basic ", 6) != 0)
+    char dec[AUTH_BASIC_MAX];
+    const char *user, *secret;
+    size_t ulen, slen;
+    if (!auth_basic_parse(http1_msg_header(msg, "Authorization"), dec, &user, &ulen, &secret,
+                          &slen))
         return NULL;
-    const char *b64 = h + 6;
-    while (*b64 == ' ')
-        b64++;
-    size_t n = strlen(b64);
-    if (n > 1024)
-        return NULL;
-    char dec[1024];
-    long len = util_base64_decode(b64, n, dec);
-    if (len <= 0)
-        return NULL;
-    const char *colon = memchr(dec, ':', (size_t)len);
-    if (!colon)
-        return NULL;
-    size_t klen = (size_t)(colon - dec);
-    const struct config_client *cl = config_find_client(req->cfg, dec, klen);
-    const char *secret = colon + 1;
-    size_t slen = (size_t)len - klen - 1;
-    if (!cl) {
-        /* Spend the same work as a real comparison. */
-        util_ct_equal(secret, slen, secret, slen);
-        return NULL;
-    }
-    return util_ct_equal(secret, slen, cl->secret, cl->secret_len) ? cl : NULL;
+    const struct config_client *cl = config_find_client(cfg, user, ulen);
+    const struct config_client *ok = NULL;
+    if (!cl)
+        util_ct_equal(secret, slen, secret, slen); /* the same work as a real comparison */
+    else if (util_ct_equal(secret, slen, cl->secret, cl->secret_len))
+        ok = cl;
+    explicit_bzero(dec, sizeof dec);
+    return ok;
 }
 
-void router_handle(struct request *req)
+static bool refuse(struct router_refusal *no, enum route_id route, int status, int code,
+                   long retry_after, const char *fmt, ...) __attribute__((format(printf, 6, 7)));
+static bool refuse(struct router_refusal *no, enum route_id route, int status, int code,
+                   long retry_after, const char *fmt, ...)
 {
-    struct router *r = req->w->router;
+    no->route = route;
+    no->status = status;
+    no->code = code;
+    no->retry_after = retry_after;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(no->message, sizeof no->message, fmt, ap);
+    va_end(ap);
+    return false;
+}
+
+/* Everything decided from the request head alone, in this order: the source
+ * address's failed-authentication budget, the credentials, the client's
+ * networks, the route, its action and service against the client's grant,
+ * and header values we forward. On success m, *client and service (the
+ * resolved service, "" when /v1/Users' default is not known yet) are set. */
+static bool admit(struct worker *w, const struct config *cfg, const struct http1_msg *msg,
+                  const struct auth_peer *peer, struct route_match *m,
+                  const struct config_client **client, char service[TWILIO_SID_LEN + 1],
+                  struct router_refusal *no)
+{
     char err[256] = "";
     int code = TWILIO_E_BAD_REQUEST;
-    enum route_result rr = route_match(req->msg.method, req->msg.target, req->msg.target_len,
-                                       &req->route, &code, err, sizeof err);
-
-    req->client = authenticate(req);
-    if (!req->client) {
-        metrics_inc(r->w->metrics, MCOUNT_AUTH_FAILURES);
-        response_error(req, 401, TWILIO_E_AUTH, "Authenticate");
-        return;
+    enum route_result rr =
+        route_match(msg->method, msg->target, msg->target_len, m, &code, err, sizeof err);
+    int64_t now = util_now_ms();
+    long retry = 0;
+    if (admission_auth_blocked(w->srv->admission, peer, cfg->auth_failures_per_minute, now, &retry))
+        return refuse(no, m->id, 429, TWILIO_E_TOO_MANY, retry,
+                      "Too many failed authentications from this address; retry later");
+    const struct config_client *cl = authenticate(cfg, msg);
+    *client = cl;
+    if (!cl) {
+        metrics_inc(w->metrics, MCOUNT_AUTH_FAILURES);
+        admission_auth_failed(w->srv->admission, peer, cfg->auth_failures_per_minute, now);
+        return refuse(no, m->id, 401, TWILIO_E_AUTH, -1, "Authenticate");
+    }
+    if (!cl->all_networks && !auth_nets_match(cl->networks, cl->n_networks, peer)) {
+        char addr[48];
+        auth_peer_format(peer, addr, sizeof addr);
+        return refuse(no, m->id, 403, TWILIO_E_FORBIDDEN, -1,
+                      "Client '%s' may not connect from %s (networks)", cl->name, addr);
     }
     switch (rr) {
     case ROUTE_OK:
         break;
     case ROUTE_NOT_FOUND:
-        response_error(req, 404, TWILIO_E_NOT_FOUND, "The requested resource was not found");
-        return;
+        return refuse(no, m->id, 404, TWILIO_E_NOT_FOUND, -1,
+                      "The requested resource was not found");
     case ROUTE_BAD_METHOD:
-        response_error(req, 405, TWILIO_E_METHOD, "Method not allowed on this resource");
-        return;
+        return refuse(no, m->id, 405, TWILIO_E_METHOD, -1, "Method not allowed on this resource");
     case ROUTE_BAD_REQUEST:
-        response_error(req, 400, code, err);
-        return;
+        return refuse(no, m->id, 400, code, -1, "%s", err);
     }
-    const struct route_match *m = &req->route;
-    if (m->query && m->action != ACTION_LIST && m->action != ACTION_SUB) {
+    if (m->query && m->action != ACTION_LIST && m->action != ACTION_SUB)
         /* The cache key ignores queries, so a fetch must not carry one. */
-        response_error(req, 400, TWILIO_E_BAD_REQUEST,
-                       "Query parameters are not accepted on this resource");
-        return;
+        return refuse(no, m->id, 400, TWILIO_E_BAD_REQUEST, -1,
+                      "Query parameters are not accepted on this resource");
+    if (!(cl->allow & ROUTE_ACTION_BIT(m->action)))
+        return refuse(no, m->id, 403, TWILIO_E_FORBIDDEN, -1,
+                      "Client '%s' is not allowed to %s (allow = %s)", cl->name,
+                      m->action == ACTION_SUB ? "use user sub-resources"
+                                              : route_action_name(m->action),
+                      route_action_name(m->action));
+    if (m->family == FAMILY_V1_DEFAULT) {
+        if (!server_default_service(w->srv, service))
+            service[0] = '\0';
+    } else {
+        memcpy(service, m->service, TWILIO_SID_LEN + 1);
     }
-    if (!(req->client->allow & ROUTE_ACTION_BIT(m->action))) {
-        snprintf(err, sizeof err, "Client '%s' is not allowed to %s (allow = %s)",
-                 req->client->name,
-                 m->action == ACTION_SUB ? "use user sub-resources" : route_action_name(m->action),
-                 route_action_name(m->action));
-        response_error(req, 403, TWILIO_E_FORBIDDEN, err);
-        return;
-    }
-    struct rstate *rs = rstate_new(req, r);
-    if (m->family == FAMILY_V1_DEFAULT)
-        server_default_service(r->w->srv, rs->service);
-    else
-        memcpy(rs->service, m->service, sizeof rs->service);
-    memcpy(req->service, rs->service, sizeof req->service);
-    if (!req->client->all_services) {
-        if (!rs->service[0]) {
-            finish_error(req, 503, TWILIO_E_UNAVAILABLE,
-                         "Default Conversation Service not known yet; retry shortly");
-            return;
-        }
-        if (!config_client_allows_service(req->client, rs->service)) {
-            snprintf(err, sizeof err, "Client '%s' may not access service %s", req->client->name,
-                     rs->service);
-            finish_error(req, 403, TWILIO_E_FORBIDDEN, err);
-            return;
-        }
+    if (!cl->all_services) {
+        if (!service[0])
+            return refuse(no, m->id, 503, TWILIO_E_UNAVAILABLE, 1,
+                          "Default Conversation Service not known yet; retry shortly");
+        if (!config_client_allows_service(cl, service))
+            return refuse(no, m->id, 403, TWILIO_E_FORBIDDEN, -1,
+                          "Client '%s' may not access service %s", cl->name, service);
     }
     /* Without the default service an update or delete through /v1/Users could
      * not invalidate that user's other cache keys: refuse rather than risk
      * serving a changed user. */
-    if (!rs->service[0] && (m->action == ACTION_UPDATE || m->action == ACTION_DELETE)) {
-        finish_error(req, 503, TWILIO_E_UNAVAILABLE,
-                     "Default Conversation Service not known yet; retry shortly");
+    if (!service[0] && (m->action == ACTION_UPDATE || m->action == ACTION_DELETE))
+        return refuse(no, m->id, 503, TWILIO_E_UNAVAILABLE, 1,
+                      "Default Conversation Service not known yet; retry shortly");
+    const char *wh = http1_msg_header(msg, "X-Twilio-Webhook-Enabled");
+    if (wh && strcmp(wh, "true") != 0 && strcmp(wh, "false") != 0)
+        return refuse(no, m->id, 400, TWILIO_E_BAD_REQUEST, -1,
+                      "Invalid X-Twilio-Webhook-Enabled: must be true or false");
+    return true;
+}
+
+bool router_admissible(struct worker *w, const struct http1_msg *msg, const struct auth_peer *peer,
+                       struct router_refusal *no)
+{
+    struct route_match m;
+    const struct config_client *cl;
+    char service[TWILIO_SID_LEN + 1];
+    return admit(w, w->cfg, msg, peer, &m, &cl, service, no);
+}
+
+void router_refuse(struct request *req, const struct router_refusal *no)
+{
+    req->route.id = no->route;
+    if (no->retry_after > 0)
+        response_error_retry(req, no->status, no->code, no->message, no->retry_after);
+    else
+        response_error(req, no->status, no->code, no->message);
+}
+
+void router_handle(struct request *req)
+{
+    struct router *r = req->w->router;
+    struct router_refusal no;
+    char service[TWILIO_SID_LEN + 1] = "";
+    if (!admit(req->w, req->cfg, &req->msg, &req->peer, &req->route, &req->client, service, &no)) {
+        router_refuse(req, &no);
         return;
     }
+    const struct route_match *m = &req->route;
+    memcpy(req->service, service, sizeof req->service);
+    long retry = 0;
+    if (!admission_client_take(req->w->srv->admission, req->client, m->action, util_now_ms(),
+                               &retry)) {
+        response_error_retry(req, 429, TWILIO_E_TOO_MANY,
+                             "Too many requests from this client; retry after the delay given",
+                             retry);
+        return;
+    }
+    struct rstate *rs = rstate_new(req, r);
+    memcpy(rs->service, service, sizeof rs->service);
     if (m->action == ACTION_FETCH)
         handle_fetch(rs);
     else
@@ -1047,6 +1121,7 @@ static void on_configuration(void *arg, const struct upstream_response *resp)
         entry_json_string(resp->body.data, resp->body.len, "default_chat_service_sid", sid,
                           sizeof sid) == 0 &&
         twilio_is_sid(sid, strlen(sid), "IS")) {
+        twilio_sid_canon(sid);
         server_set_default_service(r->w->srv, sid);
         log_notice("default Conversation Service is %s", sid);
         return;

@@ -27,75 +27,10 @@ bool twilio_is_sid(const char *s, size_t n, const char *prefix)
     return true;
 }
 
-/* Length of a valid UTF-8 sequence at p (at most n bytes), or 0 if invalid.
- * Rejects overlongs, surrogates and code points above U+10FFFF so the
- * output is always valid JSON text. */
-static size_t utf8_seq_len(const unsigned char *p, size_t n)
-{
-    unsigned char c = p[0];
-    size_t len;
-    unsigned cp;
-    if (c < 0x80)
-        return 1;
-    if (c >= 0xc2 && c <= 0xdf) {
-        len = 2;
-        cp = c & 0x1f;
-    } else if (c >= 0xe0 && c <= 0xef) {
-        len = 3;
-        cp = c & 0x0f;
-    } else if (c >= 0xf0 && c <= 0xf4) {
-        len = 4;
-        cp = c & 0x07;
-    } else {
-        return 0;
-    }
-    if (n < len)
-        return 0;
-    for (size_t i = 1; i < len; i++) {
-        if ((p[i] & 0xc0) != 0x80)
-            return 0;
-        cp = cp << 6 | (p[i] & 0x3f);
-    }
-    if ((len == 3 && (cp < 0x800 || (cp >= 0xd800 && cp <= 0xdfff))) ||
-        (len == 4 && (cp < 0x10000 || cp > 0x10ffff)))
-        return 0;
-    return len;
-}
-
-static void json_escape(struct buf *b, const char *s)
-{
-    const unsigned char *p = (const unsigned char *)s;
-    size_t n = strlen(s);
-    buf_puts(b, "\"");
-    for (size_t i = 0; i < n;) {
-        unsigned char c = p[i];
-        if (c == '"' || c == '\\') {
-            char e[2] = {'\\', (char)c};
-            buf_append(b, e, 2);
-            i++;
-        } else if (c < 0x20 || c == 0x7f) {
-            buf_printf(b, "\\u%04x", c);
-            i++;
-        } else {
-            size_t l = utf8_seq_len(p + i, n - i);
-            if (l == 0) {
-                /* Messages may carry client-supplied bytes (identities);
-                 * invalid UTF-8 must not make the body invalid JSON. */
-                buf_puts(b, "\\ufffd");
-                i++;
-            } else {
-                buf_append(b, p + i, l);
-                i += l;
-            }
-        }
-    }
-    buf_puts(b, "\"");
-}
-
 void twilio_error_json(struct buf *b, int status, int code, const char *message)
 {
     buf_printf(b, "{\"code\":%d,\"message\":", code);
-    json_escape(b, message ? message : "");
+    util_json_string(b, message ? message : "");
     buf_printf(b, ",\"more_info\":\"https://www.twilio.com/docs/errors/%d\",\"status\":%d}", code,
                status);
 }
@@ -233,7 +168,36 @@ int twilio_validate_identity(const char *s, size_t n, char *err, size_t errlen)
             return -1;
         }
     }
+    if (!util_utf8_valid(s, n)) {
+        set_err(err, errlen, "Invalid Identity: not valid UTF-8");
+        return -1;
+    }
     return 0;
+}
+
+int twilio_validate_path_segment(const char *s, size_t n, char *err, size_t errlen)
+{
+    if (twilio_validate_identity(s, n, err, errlen) < 0)
+        return -1;
+    /* Dot segments and slashes would let a path address another resource
+     * once anything on the way (curl, a proxy, Twilio's front end) normalises
+     * it: /Users/.. is /v1, /Users/a%2Fb is two segments. */
+    if ((n == 1 && s[0] == '.') || (n == 2 && s[0] == '.' && s[1] == '.')) {
+        set_err(err, errlen, "Invalid path segment: '.' and '..' are not allowed");
+        return -1;
+    }
+    if (memchr(s, '/', n)) {
+        set_err(err, errlen, "Invalid path segment: must not contain '/'");
+        return -1;
+    }
+    return 0;
+}
+
+void twilio_sid_canon(char *sid)
+{
+    for (size_t i = 2; sid[i]; i++)
+        if (sid[i] >= 'A' && sid[i] <= 'F')
+            sid[i] = (char)(sid[i] - 'A' + 'a');
 }
 
 enum user_field { UF_IDENTITY, UF_FRIENDLY_NAME, UF_ATTRIBUTES, UF_ROLE_SID, UF_COUNT };
@@ -331,8 +295,19 @@ int twilio_validate_user_form(const struct form *f, enum twilio_user_op op, int 
     return 0;
 }
 
+/* One validated parameter of a canonical query: name=value re-encoded. */
+static void canon_add(struct buf *canon, const char *name, const char *value, size_t vlen)
+{
+    if (!canon)
+        return;
+    buf_puts(canon, canon->len ? "&" : "");
+    buf_puts(canon, name);
+    buf_puts(canon, "=");
+    util_pct_encode(canon, value, vlen);
+}
+
 int twilio_validate_list_query(const char *query, size_t len, long max_page_size,
-                               bool allow_binding_type, char *err, size_t errlen)
+                               bool allow_binding_type, struct buf *canon, char *err, size_t errlen)
 {
     char msg[160];
     bool seen_size = false, seen_page = false, seen_token = false;
@@ -380,8 +355,8 @@ int twilio_validate_list_query(const char *query, size_t len, long max_page_size
             }
             seen_page = true;
         } else if (strcmp(name, "PageToken") == 0) {
-            if (seen_token) {
-                snprintf(msg, sizeof msg, "Duplicate parameter PageToken");
+            if (seen_token || !util_utf8_valid(value, vlen)) {
+                snprintf(msg, sizeof msg, "Invalid PageToken: must be a single UTF-8 string");
                 rc = -1;
             }
             seen_token = true;
@@ -396,6 +371,8 @@ int twilio_validate_list_query(const char *query, size_t len, long max_page_size
             snprintf(msg, sizeof msg, "Unknown query parameter %.64s", name);
             rc = -1;
         }
+        if (rc == 0)
+            canon_add(canon, name, value, vlen);
         free(name);
         free(value);
         if (rc < 0) {
@@ -403,6 +380,93 @@ int twilio_validate_list_query(const char *query, size_t len, long max_page_size
             return -1;
         }
         p = next;
+    }
+    return 0;
+}
+
+/* ISO 8601 date-time as Twilio takes it: YYYY-MM-DDTHH:MM:SS[.frac](Z|+HH:MM|-HH:MM). */
+static bool is_datetime(const char *s)
+{
+    static const char shape[] = "dddd-dd-ddTdd:dd:dd";
+    for (size_t i = 0; shape[i]; i++) {
+        if (shape[i] == 'd' ? !(s[i] >= '0' && s[i] <= '9') : s[i] != shape[i])
+            return false;
+    }
+    const char *p = s + sizeof shape - 1;
+    if (*p == '.') {
+        const char *d = ++p;
+        while (*p >= '0' && *p <= '9')
+            p++;
+        if (p == d || p - d > 9)
+            return false;
+    }
+    if (strcmp(p, "Z") == 0)
+        return true;
+    return (p[0] == '+' || p[0] == '-') && p[1] >= '0' && p[1] <= '9' && p[2] >= '0' &&
+           p[2] <= '9' && p[3] == ':' && p[4] >= '0' && p[4] <= '9' && p[5] >= '0' && p[5] <= '9' &&
+           p[6] == '\0';
+}
+
+/* The form fields of a sub-resource update, per Twilio's OpenAPI documents:
+ * POST …/Users/{Sid}/Conversations/{ConversationSid} (Conversations v1) and
+ * POST /v2/…/Users/{Sid}/Channels/{ChannelSid} (Chat v2). */
+enum sub_field_type { SF_NOTIFICATION_LEVEL, SF_DATETIME, SF_INDEX };
+static const struct {
+    enum twilio_sub_kind kind;
+    const char *name;
+    enum sub_field_type type;
+} sub_fields[] = {
+    {TWILIO_SUB_CONVERSATIONS, "NotificationLevel", SF_NOTIFICATION_LEVEL},
+    {TWILIO_SUB_CONVERSATIONS, "LastReadTimestamp", SF_DATETIME},
+    {TWILIO_SUB_CONVERSATIONS, "LastReadMessageIndex", SF_INDEX},
+    {TWILIO_SUB_CHANNELS, "NotificationLevel", SF_NOTIFICATION_LEVEL},
+    {TWILIO_SUB_CHANNELS, "LastConsumedMessageIndex", SF_INDEX},
+    {TWILIO_SUB_CHANNELS, "LastConsumptionTimestamp", SF_DATETIME},
+};
+
+int twilio_validate_sub_form(const struct form *f, enum twilio_sub_kind kind, char *err,
+                             size_t errlen)
+{
+    char msg[160];
+    for (size_t i = 0; i < f->n; i++) {
+        const struct form_field *fl = &f->fields[i];
+        size_t k;
+        for (k = 0; k < UG_ARRAY_LEN(sub_fields); k++)
+            if (sub_fields[k].kind == kind && strcmp(sub_fields[k].name, fl->name) == 0)
+                break;
+        if (k == UG_ARRAY_LEN(sub_fields) || kind == TWILIO_SUB_BINDINGS) {
+            snprintf(msg, sizeof msg, "Unknown parameter %.64s", fl->name);
+            set_err(err, errlen, msg);
+            return -1;
+        }
+        for (size_t j = 0; j < i; j++) {
+            if (strcmp(f->fields[j].name, fl->name) == 0) {
+                snprintf(msg, sizeof msg, "Duplicate parameter %s", sub_fields[k].name);
+                set_err(err, errlen, msg);
+                return -1;
+            }
+        }
+        long v;
+        bool ok = true;
+        switch (sub_fields[k].type) {
+        case SF_NOTIFICATION_LEVEL:
+            ok = strcmp(fl->value, "default") == 0 || strcmp(fl->value, "muted") == 0;
+            break;
+        case SF_DATETIME:
+            ok = is_datetime(fl->value);
+            break;
+        case SF_INDEX:
+            ok = util_parse_long(fl->value, 0, 0x7fffffffL, &v);
+            break;
+        }
+        if (!ok) {
+            snprintf(msg, sizeof msg, "Invalid %s: %s", sub_fields[k].name,
+                     sub_fields[k].type == SF_NOTIFICATION_LEVEL ? "must be default or muted"
+                     : sub_fields[k].type == SF_DATETIME         ? "must be an ISO 8601 date-time"
+                                                                 : "must be an integer >= 0");
+            set_err(err, errlen, msg);
+            return -1;
+        }
     }
     return 0;
 }

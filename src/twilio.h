@@ -66,14 +66,36 @@ enum twilio_user_op { TWILIO_USER_CREATE, TWILIO_USER_UPDATE };
 int twilio_validate_user_form(const struct form *f, enum twilio_user_op op, int *code, char *err,
                               size_t errlen);
 
-/* Validate a path identity (already percent-decoded): non-empty, at most
- * TWILIO_IDENTITY_MAX bytes, no NUL / control bytes. Returns 0 or -1 + err. */
+/* Validate an identity (already percent-decoded): non-empty, at most
+ * TWILIO_IDENTITY_MAX bytes, no NUL / control bytes, valid UTF-8. Returns 0
+ * or -1 + err. */
 int twilio_validate_identity(const char *s, size_t n, char *err, size_t errlen);
+/* A decoded variable path segment ({Sid}, {ConversationSid}, …): an
+ * identity that is also not "." or ".." and holds no '/', so that no
+ * normalisation anywhere can make it address another resource. */
+int twilio_validate_path_segment(const char *s, size_t n, char *err, size_t errlen);
+
+/* The one rule for SID letter case: the two-letter prefix is upper case and
+ * the 32 hex digits are compared and used in lower case everywhere (grants,
+ * cache keys, invalidation, upstream paths). Lower-cases the hex digits of a
+ * NUL-terminated SID in place. */
+void twilio_sid_canon(char *sid);
+
+/* Sub-resource families with a form (update) body. */
+enum twilio_sub_kind { TWILIO_SUB_CONVERSATIONS, TWILIO_SUB_CHANNELS, TWILIO_SUB_BINDINGS };
+/* Validate a sub-resource update form against the fields Twilio's spec
+ * defines for it (NotificationLevel, Last…Index, Last…Timestamp); anything
+ * else, a repeat or a bad value is refused. Returns 0 or -1 + err. */
+int twilio_validate_sub_form(const struct form *f, enum twilio_sub_kind kind, char *err,
+                             size_t errlen);
 
 /* Validate list query parameters (PageSize 1..max_page_size, Page >= 0,
- * PageToken free text, nothing else except BindingType when allow_binding_type).
- * query is the raw query string without '?', may be NULL. */
+ * PageToken UTF-8 text, nothing else except BindingType when
+ * allow_binding_type). query is the raw query string without '?', may be
+ * NULL. When canon is given, the validated parameters are appended to it
+ * re-encoded: that, never the raw query, is what goes upstream. */
 int twilio_validate_list_query(const char *query, size_t len, long max_page_size,
-                               bool allow_binding_type, char *err, size_t errlen);
+                               bool allow_binding_type, struct buf *canon, char *err,
+                               size_t errlen);
 
 #endif

@@ -707,6 +707,9 @@ static int call_setup(struct upstream_call *c, const struct config *cfg,
     SET(CURLOPT_REDIR_PROTOCOLS, (long)(CURLPROTO_HTTP | CURLPROTO_HTTPS));
 #endif
     SET(CURLOPT_FOLLOWLOCATION, 0L);
+    /* The path was built from the route table and is sent byte for byte:
+     * curl must never squash a dot segment into another resource. */
+    SET(CURLOPT_PATH_AS_IS, 1L);
     SET(CURLOPT_NOSIGNAL, 1L);
     SET(CURLOPT_TCP_KEEPALIVE, 1L);
     SET(CURLOPT_TCP_KEEPIDLE, 30L);

@@ -50,6 +50,18 @@ long util_pct_decode(const char *in, size_t n, char *out, bool plus_is_space);
  * (A-Z a-z 0-9 - . _ ~). Appends to b. */
 void util_pct_encode(struct buf *b, const char *in, size_t n);
 
+/* Length of the valid UTF-8 sequence at p (at most n bytes), or 0 when the
+ * bytes there are not one (overlongs, surrogates and code points above
+ * U+10FFFF are invalid). */
+size_t util_utf8_seq_len(const unsigned char *p, size_t n);
+/* True when s[0..n) is valid UTF-8 throughout. */
+bool util_utf8_valid(const char *s, size_t n);
+
+/* Append s as a JSON string literal, quotes included: '"', '\\' and control
+ * bytes escaped, and every byte that is not part of valid UTF-8 replaced by
+ * \ufffd, so the result is valid JSON whatever s holds. */
+void util_json_string(struct buf *b, const char *s);
+
 /* Parse a decimal integer in [min,max] from a whole NUL-terminated string. */
 bool util_parse_long(const char *s, long min, long max, long *out);
 /* strdup that aborts on OOM; NULL in, NULL out. */

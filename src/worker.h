@@ -32,6 +32,7 @@ struct server {
     size_t n_workers;
     int stopping;                  /* atomic: set once shutdown begins */
     struct upstream_limits limits; /* max_inflight / queue_size across all workers */
+    struct admission *admission;   /* client rates, auth failures, connections (admission.h) */
 };
 
 /* Current config snapshot with a new reference (caller unrefs). */

@@ -40,6 +40,11 @@ SANITIZER_MARKERS = ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtime
 
 TEST_TIMEOUT = 75  # seconds; nothing in this suite may hang
 
+# usergate refuses files holding secrets that others can read; the suite
+# creates its configs and secret files the way a deployment would (0600).
+# Tests of that rule chmod their files explicitly.
+os.umask(0o077)
+
 
 # --------------------------------------------------------------------------- utilities
 
@@ -221,6 +226,86 @@ def upstream_fetches(mock, path_prefix):
     want = urllib.parse.unquote(path_prefix)
     return [r for r in mock.requests(method="GET")
             if urllib.parse.unquote(r["path"].split("?")[0]) == want]
+
+
+# --------------------------------------------------------------------------- raw HTTP
+
+class RawConn:
+    """One client connection spoken byte by byte (framing tests, hostile clients)."""
+
+    def __init__(self, port, timeout=5.0):
+        self.sock = socket.create_connection(("127.0.0.1", port), timeout=timeout)
+        self.buf = b""
+
+    def send(self, data):
+        self.sock.sendall(data if isinstance(data, bytes) else data.encode())
+
+    def _fill(self):
+        chunk = self.sock.recv(65536)
+        if not chunk:
+            raise EOFError("connection closed; buffered: %r" % self.buf[:200])
+        self.buf += chunk
+
+    def _line(self):
+        while b"\r\n" not in self.buf:
+            self._fill()
+        line, self.buf = self.buf.split(b"\r\n", 1)
+        return line
+
+    def _exact(self, n):
+        while len(self.buf) < n:
+            self._fill()
+        out, self.buf = self.buf[:n], self.buf[n:]
+        return out
+
+    def response(self, head=False):
+        """-> (status, {lower-name: value}, body, version). 1xx come back as is."""
+        status_line = self._line().decode("latin-1")
+        version, status = status_line.split(" ", 2)[:2]
+        headers = {}
+        while True:
+            line = self._line()
+            if not line:
+                break
+            k, _, v = line.decode("latin-1").partition(":")
+            headers[k.strip().lower()] = v.strip()
+        status = int(status)
+        if status < 200 or status in (204, 304) or head:
+            return status, headers, b"", version
+        if "chunked" in headers.get("transfer-encoding", "").lower():
+            body = b""
+            while True:
+                size = int(self._line().split(b";")[0], 16)
+                if size == 0:
+                    while self._line():
+                        pass
+                    break
+                body += self._exact(size)
+                self._line()
+            return status, headers, body, version
+        if "content-length" in headers:
+            return status, headers, self._exact(int(headers["content-length"])), version
+        # close-delimited
+        try:
+            while True:
+                self._fill()
+        except EOFError:
+            pass
+        body, self.buf = self.buf, b""
+        return status, headers, body, version
+
+    def closed_by_peer(self, timeout=3.0):
+        self.sock.settimeout(timeout)
+        try:
+            return self.sock.recv(1) == b""
+        except ConnectionResetError:
+            return True
+        except socket.timeout:
+            return False
+
+    def close(self):
+        self.sock.close()
+
 
 
 # --------------------------------------------------------------------------- metrics
@@ -503,6 +588,10 @@ def default_sections(mock_port, redis_port, client_port=None, admin_port=None):
             "listen": "127.0.0.1:%d" % (client_port or free_port()),
             "admin_listen": "127.0.0.1:%d" % (admin_port or free_port()),
             "workers": "1",
+            # Every test client is 127.0.0.1: tests that send bad credentials
+            # on purpose would trip the per-address budget. test_security.py
+            # sets it explicitly.
+            "auth_failures_per_minute": "0",
         },
         "upstream": {
             "conversations_url": "http://127.0.0.1:%d" % mock_port,

@@ -2,88 +2,12 @@
 pipelining (in order, even behind a slow upstream), chunked request bodies,
 Expect: 100-continue, size limits, HTTP/1.0 and Connection: close."""
 
-import socket
 import time
 import urllib.parse
 
-from conftest import CLIENT, SERVICE, basic, user_path, users_path
+from conftest import CLIENT, SERVICE, RawConn, basic, user_path, users_path
 
 AUTH = basic(*CLIENT)
-
-
-class RawConn:
-    def __init__(self, port, timeout=5.0):
-        self.sock = socket.create_connection(("127.0.0.1", port), timeout=timeout)
-        self.buf = b""
-
-    def send(self, data):
-        self.sock.sendall(data if isinstance(data, bytes) else data.encode())
-
-    def _fill(self):
-        chunk = self.sock.recv(65536)
-        if not chunk:
-            raise EOFError("connection closed; buffered: %r" % self.buf[:200])
-        self.buf += chunk
-
-    def _line(self):
-        while b"\r\n" not in self.buf:
-            self._fill()
-        line, self.buf = self.buf.split(b"\r\n", 1)
-        return line
-
-    def _exact(self, n):
-        while len(self.buf) < n:
-            self._fill()
-        out, self.buf = self.buf[:n], self.buf[n:]
-        return out
-
-    def response(self, head=False):
-        """-> (status, {lower-name: value}, body, version). 1xx come back as is."""
-        status_line = self._line().decode("latin-1")
-        version, status = status_line.split(" ", 2)[:2]
-        headers = {}
-        while True:
-            line = self._line()
-            if not line:
-                break
-            k, _, v = line.decode("latin-1").partition(":")
-            headers[k.strip().lower()] = v.strip()
-        status = int(status)
-        if status < 200 or status in (204, 304) or head:
-            return status, headers, b"", version
-        if "chunked" in headers.get("transfer-encoding", "").lower():
-            body = b""
-            while True:
-                size = int(self._line().split(b";")[0], 16)
-                if size == 0:
-                    while self._line():
-                        pass
-                    break
-                body += self._exact(size)
-                self._line()
-            return status, headers, body, version
-        if "content-length" in headers:
-            return status, headers, self._exact(int(headers["content-length"])), version
-        # close-delimited
-        try:
-            while True:
-                self._fill()
-        except EOFError:
-            pass
-        body, self.buf = self.buf, b""
-        return status, headers, body, version
-
-    def closed_by_peer(self, timeout=3.0):
-        self.sock.settimeout(timeout)
-        try:
-            return self.sock.recv(1) == b""
-        except ConnectionResetError:
-            return True
-        except socket.timeout:
-            return False
-
-    def close(self):
-        self.sock.close()
 
 
 def get_req(path, extra=""):

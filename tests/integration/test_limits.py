@@ -7,7 +7,9 @@ from conftest import OTHER_SERVICE, SERVICE, assert_twilio_error, parallel, user
 
 
 def test_max_inflight_holds_under_500_concurrent_clients(gateway_factory, mock):
-    gw = gateway_factory({"upstream": {"max_inflight": "4", "queue_size": "1000",
+    # 500 clients, all from 127.0.0.1: no per-address connection limit here.
+    gw = gateway_factory({"server": {"max_connections_per_ip": "0"},
+                          "upstream": {"max_inflight": "4", "queue_size": "1000",
                                        "queue_timeout_ms": "30000", "timeout_ms": "30000"}})
     n = 500
     for i in range(n):
@@ -22,7 +24,8 @@ def test_max_inflight_holds_under_500_concurrent_clients(gateway_factory, mock):
 
 
 def test_full_queue_sheds_with_429_and_retry_after(gateway_factory, mock):
-    gw = gateway_factory({"upstream": {"max_inflight": "1", "queue_size": "2",
+    gw = gateway_factory({"server": {"max_connections_per_ip": "0"},
+                          "upstream": {"max_inflight": "1", "queue_size": "2",
                                        "queue_timeout_ms": "10000", "max_retries": "0"}})
     n = 10
     for i in range(n):
@@ -37,7 +40,8 @@ def test_full_queue_sheds_with_429_and_retry_after(gateway_factory, mock):
         assert_twilio_error(r, status=429, code=20429)
         assert int(r.header("Retry-After")) >= 1
     assert mock.stats()["peak_concurrency"] == 1
-    assert gw.metrics().get_value("usergate_client_throttled_total") == 7
+    assert gw.metrics().get(("usergate_client_throttled_total",
+                             frozenset({("client", "app"), ("reason", "inflight")}))) == 7
     mock.clear_failures()
 
 

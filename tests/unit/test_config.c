@@ -20,6 +20,9 @@
 
 #include <cmocka.h>
 
+/* Case tables name only the fields a case needs (file modes default to 0600). */
+#pragma GCC diagnostic ignored "-Wmissing-field-initializers"
+
 /* By path: a generated config.h in the build directory would shadow it. */
 #include "config.h"
 #include "log.h"
@@ -35,7 +38,7 @@
 #define SK "SK0123456789abcdef0123456789abcdef"
 #define IS1 "IS0123456789abcdef0123456789abcdef"
 #define IS2 "ISfedcba9876543210fedcba9876543210"
-#define SECRET_MARK "SeCrEt"
+#define SECRET_MARK "SeCrEt-0123456789"
 
 #define DIR_MAX 256 /* case directories: short, so paths built on them fit */
 static char root[64];
@@ -47,6 +50,7 @@ static const char *const env_names[] = {"TWILIO_ACCOUNT_SID", "TWILIO_AUTH_TOKEN
 struct file {
     const char *name; /* relative to the case directory */
     const char *text;
+    mode_t mode; /* 0: 0600 */
 };
 
 /* A fresh directory per case so files of one case never leak into another. */
@@ -69,12 +73,20 @@ static void write_file(const char *dir, const char *name, const char *text)
     assert_non_null(f);
     fputs(text, f);
     assert_int_equal(fclose(f), 0);
+    /* Files that hold secrets must not be readable by others (config.c). */
+    assert_int_equal(chmod(path, 0600), 0);
 }
 
 static void write_files(const char *dir, const struct file *files, size_t n)
 {
-    for (size_t i = 0; i < n && files[i].name; i++)
+    for (size_t i = 0; i < n && files[i].name; i++) {
         write_file(dir, files[i].name, files[i].text);
+        if (files[i].mode) {
+            char path[PATH_MAX];
+            snprintf(path, sizeof path, "%s/%s", dir, files[i].name);
+            assert_int_equal(chmod(path, files[i].mode), 0);
+        }
+    }
 }
 
 /* Clears every variable config reads, then sets "NAME=value" entries; "{D}"
@@ -219,11 +231,11 @@ static const struct err_case err_cases[] = {
      .want = {"{D}/main.conf:4: [client b] key 'a' is already used by [client a] "
               "({D}/main.conf:1)"}},
     {"duplicate client key by default name",
-     {{"main.conf", "[client b]\nkey = a\nsecret = x\n" CLIENT_A}},
+     {{"main.conf", "[client b]\nkey = a\nsecret = x-secret-12345\n" CLIENT_A}},
      .want = {"{D}/main.conf:4: [client a] key 'a' is already used by [client b] "
               "({D}/main.conf:1)"}},
     {"duplicate client section",
-     {{"main.conf", CLIENT_A "[client a]\nsecret = y\n"}},
+     {{"main.conf", CLIENT_A "[client a]\nsecret = y-secret-12345\n"}},
      .want = {"{D}/main.conf:3: duplicate section [client a] (first at {D}/main.conf:1)"}},
     {"client without secret",
      {{"main.conf", "[client a]\nallow = fetch\n[client b]\n"}},
@@ -234,7 +246,7 @@ static const struct err_case err_cases[] = {
      .want = {"{D}/main.conf:3: [client a] secret_file: set only one of secret and "
               "secret_file"}},
     {"client key with a colon, bad name, nameless client",
-     {{"main.conf", CLIENT_A "key = a:b\n[client x/y]\nsecret = z\n[client]\n"}},
+     {{"main.conf", CLIENT_A "key = a:b\n[client x/y]\nsecret = z-secret-12345\n[client]\n"}},
      .want = {"{D}/main.conf:3: [client a] key: must be non-empty and contain no ':'",
               "{D}/main.conf:4: [client x/y]: a client name is letters, digits, '-', '_' and "
               "'.'",
@@ -309,6 +321,52 @@ static const struct err_case err_cases[] = {
               "{D}/main.conf:4: unknown key 'auth_tokn' in [upstream]",
               "{D}/main.conf:7: [redis] password_file: set only one of password and "
               "password_file"}},
+    {"client secret too short",
+     {{"main.conf", "[client a]\nsecret = short-pw\n"}},
+     .want = {"{D}/main.conf:2: [client a] secret is shorter than 12 bytes"}},
+    {"client secret file too short",
+     {{"main.conf", "[client a]\nsecret_file = s\n"}, {"s", "short-pw\n"}},
+     .want = {"{D}/main.conf:2: [client a] secret is shorter than 12 bytes"}},
+    {"config file holding a secret readable by others",
+     {{"main.conf", "[upstream]\nauth_token = t" SECRET_MARK "\n", 0644}},
+     .want = {"{D}/main.conf:2: [upstream] auth_token: {D}/main.conf holds a secret but is "
+              "readable by group or others (mode 644); chmod 600 it, or move the secret to a "
+              "*_file (or set strict_permissions = off)"}},
+    {"secret file readable by the group",
+     {{"main.conf", "[client a]\nsecret_file = s\n"}, {"s", "a" SECRET_MARK "\n", 0640}},
+     .want = {"{D}/main.conf:2: [client a] secret_file: secret file {D}/s is readable by group "
+              "or others (mode 640); chmod 600 it (or set strict_permissions = off)"}},
+    {"an included client file holding a secret, readable by others",
+     {{"main.conf", "include = conf.d/*.conf\n"}, {"conf.d/a.conf", CLIENT_A, 0604}},
+     .want = {"{D}/conf.d/a.conf:2: [client a] secret: {D}/conf.d/a.conf holds a secret but is "
+              "readable by group or others (mode 604); chmod 600 it, or move the secret to a "
+              "*_file (or set strict_permissions = off)"}},
+    {"credentials in clear text to a remote upstream",
+     {{"main.conf", "[upstream]\nconversations_url = http://twilio.example.com\n"
+                    "chat_url = http://10.0.0.1:8080/\n"}},
+     .want = {"{D}/main.conf: [upstream] conversations_url: http:// to a non-loopback host would "
+              "send the account's credentials in clear text; use https:// (or set "
+              "allow_insecure_upstream = on)",
+              "{D}/main.conf: [upstream] chat_url: http:// to a non-loopback host would send "
+              "the account's credentials in clear text; use https:// (or set "
+              "allow_insecure_upstream = on)"}},
+    {"admin listener reachable without a token",
+     {{"main.conf", "[server]\nadmin_listen = 0.0.0.0:9090\n"}},
+     .want = {"{D}/main.conf: [server] admin_listen 0.0.0.0:9090 is not a loopback address: set "
+              "admin_token_file so purges need a token"}},
+    {"bad networks",
+     {{"main.conf", CLIENT_A "networks = 10.0.0.0/33, 10.1.0.0/8, nowhere, *\n"}},
+     .want = {"{D}/main.conf:3: [client a] networks: '10.0.0.0/33': prefix length out of range "
+              "(expected CIDR like 10.0.0.0/8, an address, unix or *)",
+              "{D}/main.conf:3: [client a] networks: '10.1.0.0/8': address has bits set beyond "
+              "the prefix length (expected CIDR like 10.0.0.0/8, an address, unix or *)",
+              "{D}/main.conf:3: [client a] networks: 'nowhere': not an IPv4 or IPv6 address "
+              "(expected CIDR like 10.0.0.0/8, an address, unix or *)"}},
+    {"bad rates",
+     {{"main.conf", CLIENT_A "rate = fast\nburst.create = -1\nrate.nope = 1\n"}},
+     .want = {"{D}/main.conf:3: [client a] rate: 'fast' is not a number from 0 to 1000000",
+              "{D}/main.conf:4: [client a] burst.create: '-1' is not a number from 0 to 1000000",
+              "{D}/main.conf:5: unknown key 'rate.nope' in [client a]"}},
     {"unreadable main file",
      {{NULL, NULL}},
      .want = {"{D}/main.conf: cannot read: No such file or directory"}},
@@ -364,7 +422,7 @@ static void test_include_depth(void **state)
             if (l < cases[i].levels)
                 snprintf(text, sizeof text, "include = l%d.conf\n", l + 1);
             else
-                snprintf(text, sizeof text, "[client deep]\nsecret = x\n");
+                snprintf(text, sizeof text, "[client deep]\nsecret = x-secret-12345\n");
             write_file(dir, name, text);
         }
         struct config_errors errs = {0};
@@ -394,7 +452,7 @@ static void test_good_file(void **state)
     static const char *const env[] = {"TWILIO_ACCOUNT_SID=" AC2, "TWILIO_AUTH_TOKEN=envtok"};
     set_env(env, UG_ARRAY_LEN(env), dir);
     write_file(dir, "token", "filetok\n");
-    write_file(dir, "clients/billing.secret", "billing-pw\n");
+    write_file(dir, "clients/billing.secret", "billing-pw-0123456789\n");
     write_file(dir, "main.conf",
                "; usergate test\n"
                "include = conf.d/*.conf\n"
@@ -427,8 +485,9 @@ static void test_good_file(void **state)
                "services = " IS1 ",\n"
                "  " IS2 ", " IS1 "\n"
                "allow = fetch, sub\n");
-    write_file(dir, "conf.d/20-b.conf", "[client b]\nkey = team-b\nsecret = b-pw\nservices = *\n");
-    write_file(dir, "conf.d/10-a.conf", "[client a]\nsecret = a-pw\n");
+    write_file(dir, "conf.d/20-b.conf",
+               "[client b]\nkey = team-b\nsecret = b-pw-0123456789\nservices = *\n");
+    write_file(dir, "conf.d/10-a.conf", "[client a]\nsecret = a-pw-0123456789\n");
 
     struct config_errors errs = {0};
     struct config *c = load_case(dir, &errs);
@@ -494,16 +553,16 @@ static void test_good_file(void **state)
         bool all;
         unsigned allow;
     } want[] = {
-        {"a", "a", "a-pw", IS2, NULL, true,
+        {"a", "a", "a-pw-0123456789", IS2, NULL, true,
          ROUTE_ACTION_BIT(ACTION_FETCH) | ROUTE_ACTION_BIT(ACTION_CREATE) |
              ROUTE_ACTION_BIT(ACTION_UPDATE) | ROUTE_ACTION_BIT(ACTION_DELETE) |
              ROUTE_ACTION_BIT(ACTION_LIST)},
-        {"team-b", "b", "b-pw", IS1, NULL, true,
+        {"team-b", "b", "b-pw-0123456789", IS1, NULL, true,
          ROUTE_ACTION_BIT(ACTION_FETCH) | ROUTE_ACTION_BIT(ACTION_CREATE) |
              ROUTE_ACTION_BIT(ACTION_UPDATE) | ROUTE_ACTION_BIT(ACTION_DELETE) |
              ROUTE_ACTION_BIT(ACTION_LIST)},
-        {"billing", "billing", "billing-pw", IS2, "IS00000000000000000000000000000000", false,
-         ROUTE_ACTION_BIT(ACTION_FETCH) | ROUTE_ACTION_BIT(ACTION_SUB)},
+        {"billing", "billing", "billing-pw-0123456789", IS2, "IS00000000000000000000000000000000",
+         false, ROUTE_ACTION_BIT(ACTION_FETCH) | ROUTE_ACTION_BIT(ACTION_SUB)},
     };
     for (size_t i = 0; i < UG_ARRAY_LEN(want); i++) {
         const struct config_client *cl = config_find_client(c, want[i].key, strlen(want[i].key));
@@ -618,7 +677,7 @@ static void test_secret_file_dirs(void **state)
     static const struct {
         const char *cred_dir;
         const char *want;
-    } cases[] = {{NULL, "beside-include"}, {"{D}/creds", "in-creds"}};
+    } cases[] = {{NULL, "beside-include-0123"}, {"{D}/creds", "in-creds-01234567"}};
     for (size_t i = 0; i < UG_ARRAY_LEN(cases); i++) {
         char dir[DIR_MAX], env[DIR_MAX + 8];
         new_case_dir(dir, sizeof dir);
@@ -629,8 +688,8 @@ static void test_secret_file_dirs(void **state)
         }
         write_file(dir, "main.conf", "include = conf.d/*.conf\n");
         write_file(dir, "conf.d/x.conf", "[client x]\nsecret_file = x.secret\n");
-        write_file(dir, "conf.d/x.secret", "beside-include\n");
-        write_file(dir, "creds/x.secret", "in-creds\n");
+        write_file(dir, "conf.d/x.secret", "beside-include-0123\n");
+        write_file(dir, "creds/x.secret", "in-creds-01234567\n");
         struct config_errors errs = {0};
         struct config *c = load_case(dir, &errs);
         assert_non_null(c);
@@ -649,8 +708,8 @@ static void test_edge_region(void **state)
          "https://chat.sydney.au1.twilio.com"},
         {"edge = dublin\n", "https://conversations.dublin.us1.twilio.com",
          "https://chat.dublin.us1.twilio.com"},
-        {"region = ie1\nchat_url = http://mock:1\n", "https://conversations.ie1.twilio.com",
-         "http://mock:1"},
+        {"region = ie1\nchat_url = http://mock:1\nallow_insecure_upstream = on\n",
+         "https://conversations.ie1.twilio.com", "http://mock:1"},
         {"", "https://conversations.twilio.com", "https://chat.twilio.com"},
     };
     for (size_t i = 0; i < UG_ARRAY_LEN(cases); i++) {
@@ -758,6 +817,22 @@ static void test_usergate_conf_documents_every_key(void **state)
     buf_free(&conf);
 }
 
+/* Copy a shipped file into dir with the given mode (a checkout's files are
+ * as readable as the umask made them; deployments install them 0600). */
+static void copy_with_mode(const char *src, const char *dir, const char *name, mode_t mode,
+                           char *out, size_t outlen)
+{
+    FILE *in = fopen(src, "r");
+    assert_non_null(in);
+    char text[8192];
+    size_t n = fread(text, 1, sizeof text - 1, in);
+    text[n] = '\0';
+    fclose(in);
+    write_file(dir, name, text);
+    snprintf(out, outlen, "%s/%s", dir, name);
+    assert_int_equal(chmod(out, mode), 0);
+}
+
 static void test_shipped_files_load(void **state)
 {
     static const struct {
@@ -768,9 +843,12 @@ static void test_shipped_files_load(void **state)
         {TEST_SRCDIR "/conf/minimal.conf", 1},
     };
     for (size_t i = 0; i < UG_ARRAY_LEN(cases); i++) {
+        char dir[DIR_MAX], path[PATH_MAX];
+        new_case_dir(dir, sizeof dir);
+        copy_with_mode(cases[i].path, dir, "shipped.conf", 0600, path, sizeof path);
         env_creds();
         struct config_errors errs = {0};
-        struct config *c = config_load(cases[i].path, &errs);
+        struct config *c = config_load(path, &errs);
         for (size_t j = 0; j < errs.n; j++)
             fprintf(stderr, "%s\n", errs.msgs[j]);
         assert_non_null(c);
@@ -780,9 +858,17 @@ static void test_shipped_files_load(void **state)
         assert_string_equal(c->redis_address.text, "127.0.0.1:6379");
         config_unref(c);
 
+        /* A world-readable copy loads only if it holds no secret. */
+        copy_with_mode(cases[i].path, dir, "readable.conf", 0644, path, sizeof path);
+        c = config_load(path, &errs);
+        assert_true((c != NULL) == (cases[i].n_clients == 0));
+        config_unref(c);
+        config_errors_free(&errs);
+
         /* without credentials they fail, naming what to set */
+        copy_with_mode(cases[i].path, dir, "shipped.conf", 0600, path, sizeof path);
         set_env(NULL, 0, NULL);
-        c = config_load(cases[i].path, &errs);
+        c = config_load(path, &errs);
         assert_null(c);
         assert_int_equal(errs.n, 1);
         assert_non_null(strstr(errs.msgs[0], "TWILIO_ACCOUNT_SID"));
@@ -790,7 +876,10 @@ static void test_shipped_files_load(void **state)
         config_errors_free(&errs);
     }
     env_creds();
-    struct config *c = config_load(TEST_SRCDIR "/conf/minimal.conf", NULL);
+    char dir[DIR_MAX], path[PATH_MAX];
+    new_case_dir(dir, sizeof dir);
+    copy_with_mode(TEST_SRCDIR "/conf/minimal.conf", dir, "minimal.conf", 0600, path, sizeof path);
+    struct config *c = config_load(path, NULL);
     assert_non_null(c);
     const struct config_client *cl = config_find_client(c, "example", 7);
     assert_non_null(cl);

@@ -470,7 +470,7 @@ static void test_cases(void **state)
         for (int mode = 0; mode < FEED_MODES; mode++) {
             print_message("case: %s (%s)\n", tc->name, mode_names[mode]);
             struct http1_limits lim = {tc->max_header ? tc->max_header : 8192,
-                                       tc->max_body ? tc->max_body : 65536};
+                                       tc->max_body ? tc->max_body : 65536, false};
             struct collected c = {0};
             struct http1_parser *p = http1_new(&lim, on_message, on_headers, &c);
             enum http1_error err = feed_all(p, in, strlen(in), (enum feed_mode)mode, tc->eof);
@@ -503,7 +503,7 @@ static void test_header_lookup(void **state)
         {"x-DUP", "1"}, /* first match */
         {"Content", NULL},       {"Content-Type2", NULL}, {"", NULL},
     };
-    struct http1_limits lim = {8192, 1024};
+    struct http1_limits lim = {8192, 1024, false};
     struct collected c = {0};
     struct http1_parser *p = http1_new(&lim, on_message, NULL, &c);
     enum http1_error err;
@@ -536,7 +536,7 @@ static void test_pause_resume(void **state)
     size_t len = strlen(in);
     static const size_t chunk_sizes[] = {512, 1, 7, 40};
     for (size_t cs = 0; cs < UG_ARRAY_LEN(chunk_sizes); cs++) {
-        struct http1_limits lim = {8192, 1024};
+        struct http1_limits lim = {8192, 1024, false};
         struct collected c = {.pause_every = 1};
         struct http1_parser *p = http1_new(&lim, on_message, NULL, &c);
         size_t off = 0, pauses = 0, want_end = 0;
@@ -585,7 +585,7 @@ static void test_expect_callback(void **state)
     };
     for (size_t i = 0; i < UG_ARRAY_LEN(cases_e); i++) {
         for (size_t step = 1; step <= 64; step *= 4) {
-            struct http1_limits lim = {8192, 1024};
+            struct http1_limits lim = {8192, 1024, false};
             struct collected c = {0};
             struct http1_parser *p = http1_new(&lim, on_message, on_headers, &c);
             const char *head = cases_e[i].head;
@@ -622,7 +622,7 @@ static void test_free_midway(void **state)
         "POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nab",
     };
     for (size_t i = 0; i < UG_ARRAY_LEN(partial); i++) {
-        struct http1_limits lim = {8192, 1024};
+        struct http1_limits lim = {8192, 1024, false};
         struct collected c = {0};
         struct http1_parser *p = http1_new(&lim, on_message, on_headers, &c);
         enum http1_error err;
@@ -638,12 +638,95 @@ static void test_free_midway(void **state)
     assert_null(m.target);
 }
 
+/* RFC 9112 framing rules the listener relies on, one row each. */
+static void test_framing_rules(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *name, *in;
+        size_t max_header;
+        enum http1_error err;
+        size_t n_msgs;
+        bool keep_alive; /* of the last message */
+    } rules[] = {
+        {"1.1 without Host", "GET / HTTP/1.1\r\n\r\n", 8192, HTTP1_BAD_REQUEST, 0, false},
+        {"1.1 with one Host", "GET / HTTP/1.1\r\nHost: a\r\n\r\n", 8192, HTTP1_OK, 1, true},
+        {"two Hosts", "GET / HTTP/1.1\r\nHost: a\r\nhost: b\r\n\r\n", 8192, HTTP1_BAD_REQUEST, 0,
+         false},
+        {"two Hosts in 1.0", "GET / HTTP/1.0\r\nHost: a\r\nHost: a\r\n\r\n", 8192,
+         HTTP1_BAD_REQUEST, 0, false},
+        {"1.0 without Host", "GET / HTTP/1.0\r\n\r\n", 8192, HTTP1_OK, 1, false},
+        {"1.0 keep-alive stays open", "GET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\n", 8192,
+         HTTP1_OK, 1, true},
+        {"1.0 with Transfer-Encoding closes after its answer",
+         "POST / HTTP/1.0\r\nConnection: keep-alive\r\nTransfer-Encoding: chunked\r\n\r\n"
+         "1\r\na\r\n0\r\n\r\nGET / HTTP/1.1\r\nHost: a\r\n\r\n",
+         8192, HTTP1_OK, 1, false},
+        {"trailers within the head limit",
+         "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n1\r\na\r\n0\r\n"
+         "X-T: 1\r\n\r\n",
+         100, HTTP1_OK, 1, true},
+        {"trailers past the head limit",
+         "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n1\r\na\r\n0\r\n"
+         "X-T: 0123456789012345678901234567890123456789012345678901234567890123456789\r\n\r\n",
+         100, HTTP1_HEADERS_TOO_BIG, 0, false},
+    };
+    for (size_t i = 0; i < UG_ARRAY_LEN(rules); i++) {
+        for (int mode = 0; mode < FEED_MODES; mode++) {
+            print_message("case: %s (%s)\n", rules[i].name, mode_names[mode]);
+            struct http1_limits lim = {rules[i].max_header, 1024, true};
+            struct collected c = {0};
+            struct http1_parser *p = http1_new(&lim, on_message, NULL, &c);
+            enum http1_error err =
+                feed_all(p, rules[i].in, strlen(rules[i].in), (enum feed_mode)mode, false);
+            assert_int_equal(err, rules[i].err);
+            assert_int_equal(c.n, rules[i].n_msgs);
+            if (c.n)
+                assert_int_equal(c.msgs[c.n - 1].keep_alive, rules[i].keep_alive);
+            collected_free(&c);
+            http1_free(p);
+        }
+    }
+}
+
+/* The phase and message counter the listener arms its deadlines from. */
+static void test_phases(void **state)
+{
+    (void)state;
+    struct http1_limits lim = {8192, 1024, true};
+    struct collected c = {0};
+    struct http1_parser *p = http1_new(&lim, on_message, NULL, &c);
+    enum http1_error err;
+    assert_int_equal(http1_phase(p), HTTP1_PHASE_IDLE);
+    static const struct {
+        const char *bytes;
+        enum http1_phase phase;
+        unsigned long begun;
+    } steps[] = {
+        {"PO", HTTP1_PHASE_HEAD, 1},
+        {"ST / HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\n", HTTP1_PHASE_HEAD, 1},
+        {"\r\nab", HTTP1_PHASE_BODY, 1},
+        {"c", HTTP1_PHASE_IDLE, 1},
+        {"GET / HTTP/1.1\r\nHost: a\r\n\r\nG", HTTP1_PHASE_HEAD, 3},
+    };
+    for (size_t i = 0; i < UG_ARRAY_LEN(steps); i++) {
+        size_t n = strlen(steps[i].bytes);
+        assert_int_equal(http1_feed(p, steps[i].bytes, n, &err), (long)n);
+        assert_int_equal(http1_phase(p), steps[i].phase);
+        assert_int_equal(http1_messages_begun(p), steps[i].begun);
+    }
+    assert_int_equal(c.n, 2);
+    collected_free(&c);
+    http1_free(p);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_cases),        cmocka_unit_test(test_header_lookup),
         cmocka_unit_test(test_pause_resume), cmocka_unit_test(test_expect_callback),
-        cmocka_unit_test(test_free_midway),
+        cmocka_unit_test(test_free_midway),  cmocka_unit_test(test_framing_rules),
+        cmocka_unit_test(test_phases),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -114,7 +114,7 @@ static void test_render_sums_shards(void **state)
     struct metrics_shard *sh[2] = {metrics_shard_new(), metrics_shard_new()};
     apply(sh);
     struct buf out = {0};
-    metrics_render(&out, sh, 2, "1.2.3");
+    metrics_render(&out, sh, 2, "1.2.3", NULL);
     for (size_t i = 0; i < sizeof expected / sizeof expected[0]; i++) {
         if (!has_line(out.data, expected[i]))
             fail_msg("missing line: %s\n--- output ---\n%s", expected[i], out.data);
@@ -125,7 +125,7 @@ static void test_render_sums_shards(void **state)
     /* One worker's Redis down makes the process gauge 0. */
     metrics_gauge_set(sh[1], MGAUGE_REDIS_UP, 0);
     buf_reset(&out);
-    metrics_render(&out, sh, 2, "1.2.3");
+    metrics_render(&out, sh, 2, "1.2.3", NULL);
     assert_true(has_line(out.data, "usergate_redis_up 0"));
     assert_int_equal(metrics_gauge_value(sh, 2, MGAUGE_REDIS_UP), 0);
     assert_int_equal(metrics_gauge_value(sh, 0, MGAUGE_REDIS_UP), 0);
@@ -150,7 +150,7 @@ static void test_exposition_format(void **state)
     metrics_request(sh[0], ROUTE_V2_USERS, 201, 12);
     metrics_cache(sh[0], ROUTE_V1S_USER, MC_STALE);
     struct buf out = {0};
-    metrics_render(&out, sh, 1, "we\"ird\\v");
+    metrics_render(&out, sh, 1, "we\"ird\\v", NULL);
     assert_non_null(strstr(out.data, "version=\"we\\\"ird\\\\v\""));
     regex_t re;
     assert_int_equal(
@@ -167,7 +167,7 @@ static void test_exposition_format(void **state)
 
     struct buf names = {0}, again = {0};
     metrics_names(&names);
-    metrics_render(&again, sh, 1, "x");
+    metrics_render(&again, sh, 1, "x", NULL);
     int count = 0;
     save = NULL;
     for (char *n = strtok_r(names.data, "\n", &save); n; n = strtok_r(NULL, "\n", &save)) {

@@ -13,6 +13,7 @@
 #include "route.h"
 
 #define IS "IS0123456789abcdef0123456789ABCDEF"
+#define IS_CANON "IS0123456789abcdef0123456789abcdef" /* one case rule: hex in lower case */
 #define US "US0123456789abcdef0123456789abcdef"
 #define BS "BS0123456789abcdef0123456789abcdef"
 #define CH "CH0123456789abcdef0123456789abcdef"
@@ -140,8 +141,33 @@ static const struct rcase route_cases[] = {
         "", NULL, "/v1/Users/x%3Ay%3Bz"),
     OK_("GET", "/v1/Users/it's", ROUTE_V1_USER, FAMILY_V1_DEFAULT, ACTION_FETCH, "it's", false, "",
         NULL, "/v1/Users/it%27s"),
-    OK_("GET", "/v1/Users/a%2Fb", ROUTE_V1_USER, FAMILY_V1_DEFAULT, ACTION_FETCH, "a/b", false, "",
+    /* Route confinement: nothing that decodes to '/', a dot segment or an
+     * empty segment, in any spelling, becomes a path. */
+    ERR_("GET", "/v1/Users/a%2Fb", ROUTE_BAD_REQUEST, ROUTE_V1_USER),
+    ERR_("GET", "/v1/Users/a%2fb", ROUTE_BAD_REQUEST, ROUTE_V1_USER),
+    ERR_("GET", "/v1/Users/%2F", ROUTE_BAD_REQUEST, ROUTE_V1_USER),
+    ERR_("GET", "/v1/Users/.", ROUTE_BAD_REQUEST, ROUTE_V1_USER),
+    ERR_("GET", "/v1/Users/..", ROUTE_BAD_REQUEST, ROUTE_V1_USER),
+    ERR_("DELETE", "/v1/Users/%2e%2e", ROUTE_BAD_REQUEST, ROUTE_V1_USER),
+    ERR_("POST", "/v1/Users/%2E%2e", ROUTE_BAD_REQUEST, ROUTE_V1_USER),
+    ERR_("GET", "/v1/Users/.%2E", ROUTE_BAD_REQUEST, ROUTE_V1_USER),
+    ERR_("GET", "/v1/Users/%2e", ROUTE_BAD_REQUEST, ROUTE_V1_USER),
+    ERR_("GET", "/v2/Services/" IS "/Users/..", ROUTE_BAD_REQUEST, ROUTE_V2_USER),
+    ERR_("GET", "/v1/Users/../Conversations", ROUTE_BAD_REQUEST, ROUTE_V1_USER_SUB),
+    ERR_("GET", "/v1/Users/alice/Conversations/..", ROUTE_BAD_REQUEST, ROUTE_V1_USER_SUB),
+    ERR_("DELETE", "/v1/Users/alice/Conversations/%2E%2E", ROUTE_BAD_REQUEST, ROUTE_V1_USER_SUB),
+    ERR_("GET", "/v2/Services/" IS "/Users/carol/Channels/.", ROUTE_BAD_REQUEST, ROUTE_V2_USER_SUB),
+    ERR_("GET", "/v1/Users/alice/Conversations/", ROUTE_BAD_REQUEST, ROUTE_V1_USER_SUB),
+    ERR_("GET", "/v1/Users//Conversations", ROUTE_BAD_REQUEST, ROUTE_V1_USER_SUB),
+    ERR_("GET", "/v1/Users/%C3%28", ROUTE_BAD_REQUEST, ROUTE_V1_USER),
+    ERR_("GET", "/v1/Users/%ED%A0%80", ROUTE_BAD_REQUEST, ROUTE_V1_USER),
+    ERR_("GET", "/v1/Users/%C0%AF", ROUTE_BAD_REQUEST, ROUTE_V1_USER),
+    ERR_("GET", "/v1/Users/\xff", ROUTE_BAD_REQUEST, ROUTE_V1_USER),
+    ERR_("GET", "/v1/Users/alice/Conversations/%FF", ROUTE_BAD_REQUEST, ROUTE_V1_USER_SUB),
+    OK_("GET", "/v1/Users/...", ROUTE_V1_USER, FAMILY_V1_DEFAULT, ACTION_FETCH, "...", false, "",
         NULL, NULL),
+    OK_("GET", "/v1/Users/.alice", ROUTE_V1_USER, FAMILY_V1_DEFAULT, ACTION_FETCH, ".alice", false,
+        "", NULL, NULL),
     OK_("GET", "/v1/Users/%2525", ROUTE_V1_USER, FAMILY_V1_DEFAULT, ACTION_FETCH, "%25", false, "",
         NULL, NULL),
     OK_("GET", "/v1/Users/Alice", ROUTE_V1_USER, FAMILY_V1_DEFAULT, ACTION_FETCH, "Alice", false,
@@ -149,7 +175,7 @@ static const struct rcase route_cases[] = {
     OK_("GET", "/v1/Users/us0123456789abcdef0123456789abcdef", ROUTE_V1_USER, FAMILY_V1_DEFAULT,
         ACTION_FETCH, "us0123456789abcdef0123456789abcdef", false, "", NULL, NULL),
     OK_("GET", "/v1/Users/US0123456789ABCDEF0123456789ABCDEF", ROUTE_V1_USER, FAMILY_V1_DEFAULT,
-        ACTION_FETCH, "US0123456789ABCDEF0123456789ABCDEF", true, "", NULL, NULL),
+        ACTION_FETCH, US, true, "", NULL, "/v1/Users/" US),
     OK_("GET", "/v1/Users/%55S0123456789abcdef0123456789abcdef", ROUTE_V1_USER, FAMILY_V1_DEFAULT,
         ACTION_FETCH, US, true, "", NULL, "/v1/Users/" US),
     ERR_("GET", "/v1/Users/50%off", ROUTE_BAD_REQUEST, ROUTE_V1_USER),
@@ -172,11 +198,11 @@ static const struct rcase route_cases[] = {
     ERR_("GET", "/V1/Users", ROUTE_NOT_FOUND, ROUTE_NONE),
     ERR_("GET", "/v1/Users/alice/conversations", ROUTE_NOT_FOUND, ROUTE_NONE),
     ERR_("GET", "/v2/services/" IS "/Users", ROUTE_NOT_FOUND, ROUTE_NONE),
-    ERR_("GET", "/v1/Users/", ROUTE_NOT_FOUND, ROUTE_NONE),
+    ERR_("GET", "/v1/Users/", ROUTE_BAD_REQUEST, ROUTE_V1_USER),
     ERR_("GET", "/v1/Users/alice/", ROUTE_NOT_FOUND, ROUTE_NONE),
     ERR_("GET", "/v1//Users", ROUTE_NOT_FOUND, ROUTE_NONE),
     ERR_("GET", "//v1/Users", ROUTE_NOT_FOUND, ROUTE_NONE),
-    ERR_("GET", "/v1/Users//Conversations", ROUTE_NOT_FOUND, ROUTE_NONE),
+    ERR_("GET", "/v1/Services//Users/bob", ROUTE_BAD_REQUEST, ROUTE_V1S_USER),
     ERR_("GET", "/", ROUTE_NOT_FOUND, ROUTE_NONE),
     ERR_("GET", "", ROUTE_NOT_FOUND, ROUTE_NONE),
     ERR_("GET", "v1/Users", ROUTE_NOT_FOUND, ROUTE_NONE),
@@ -189,13 +215,30 @@ static const struct rcase route_cases[] = {
     OK_("GET", "/v1/Users?PageSize=5&Page=1", ROUTE_V1_USERS, FAMILY_V1_DEFAULT, ACTION_LIST, "",
         false, "", "PageSize=5&Page=1", NULL),
     OK_("GET", "/v1/Users?", ROUTE_V1_USERS, FAMILY_V1_DEFAULT, ACTION_LIST, "", false, "", NULL,
-        "/v1/Users"),
+        NULL),
     OK_("GET", "/v1/Users/alice?x=/y?z", ROUTE_V1_USER, FAMILY_V1_DEFAULT, ACTION_FETCH, "alice",
         false, "", "x=/y?z", NULL),
     OK_("GET", "/v2/Services/" IS "/Users/carol/Channels?PageToken=PT%3D", ROUTE_V2_USER_SUB,
         FAMILY_V2, ACTION_SUB, "carol", false, "/Channels", "PageToken=PT%3D", NULL),
-    ERR_("GET", "/v1/Users/?PageSize=5", ROUTE_NOT_FOUND, ROUTE_NONE),
+    ERR_("GET", "/v1/Users/?PageSize=5", ROUTE_BAD_REQUEST, ROUTE_V1_USER),
 };
+
+/* The sub-resource part of a match as a path: "" or "/Kind[/item]". */
+static void sub_render(const struct route_match *m, char *out, size_t n)
+{
+    static const char *const kinds[] = {"", "/Conversations", "/Channels", "/Bindings"};
+    snprintf(out, n, "%s%s%s", kinds[m->sub], m->item_len ? "/" : "", m->item);
+}
+
+/* What route_upstream_path builds when the case names none: the path with
+ * its query dropped and the service SID in canonical case. */
+static void default_upstream(const char *path, char *out, size_t n)
+{
+    snprintf(out, n, "%.*s", (int)strcspn(path, "?"), path);
+    char *p = strstr(out, IS);
+    if (p)
+        memcpy(p, IS_CANON, strlen(IS_CANON));
+}
 
 static void test_route_table(void **state)
 {
@@ -223,11 +266,13 @@ static void test_route_table(void **state)
         assert_memory_equal(m.user, c->user, m.user_len);
         assert_int_equal(m.user[m.user_len], '\0');
         assert_int_equal(m.user_is_sid, c->is_sid);
-        assert_string_equal(m.sub, c->sub);
+        char sub[600];
+        sub_render(&m, sub, sizeof sub);
+        assert_string_equal(sub, c->sub);
         if (c->fam == FAMILY_V1_DEFAULT)
             assert_string_equal(m.service, "");
         else
-            assert_string_equal(m.service, IS);
+            assert_string_equal(m.service, IS_CANON);
         if (c->query) {
             assert_non_null(m.query);
             assert_int_equal(m.query_len, strlen(c->query));
@@ -238,8 +283,10 @@ static void test_route_table(void **state)
             assert_null(m.query);
         }
         struct buf up = {0};
-        route_upstream_path(&m, &up);
-        assert_string_equal(up.data, c->upstream ? c->upstream : c->path);
+        route_upstream_path(&m, NULL, &up);
+        char want[1200];
+        default_upstream(c->path, want, sizeof want);
+        assert_string_equal(up.data, c->upstream ? c->upstream : want);
         /* The upstream path routes back to the same user and route. */
         struct route_match m2;
         assert_int_equal(route_match(c->method, up.data, up.len, &m2, &code, err, sizeof err),
@@ -247,8 +294,17 @@ static void test_route_table(void **state)
         assert_int_equal(m2.id, m.id);
         assert_int_equal(m2.user_len, m.user_len);
         assert_memory_equal(m2.user, m.user, m.user_len);
-        assert_string_equal(m2.sub, m.sub);
+        char sub2[600];
+        sub_render(&m2, sub2, sizeof sub2);
+        assert_string_equal(sub2, sub);
         buf_free(&up);
+        /* A canonical query is appended as given, after '?'. */
+        struct buf withq = {0};
+        route_upstream_path(&m, "PageSize=5", &withq);
+        char wantq[1300];
+        snprintf(wantq, sizeof wantq, "%s?PageSize=5", c->upstream ? c->upstream : want);
+        assert_string_equal(withq.data, wantq);
+        buf_free(&withq);
     }
 }
 

@@ -331,7 +331,7 @@ static void test_validate_list_query(void **state)
     for (size_t i = 0; i < UG_ARRAY_LEN(cases); i++) {
         char err[256] = "";
         int rc = twilio_validate_list_query(cases[i].q, cases[i].q ? strlen(cases[i].q) : 0,
-                                            cases[i].max, cases[i].binding, err, sizeof err);
+                                            cases[i].max, cases[i].binding, NULL, err, sizeof err);
         if (rc != cases[i].rc)
             fail_msg("case %zu (%s): rc %d err '%s'", i, cases[i].q ? cases[i].q : "NULL", rc, err);
         assert_int_equal(err[0] != '\0', rc < 0);
@@ -339,9 +339,9 @@ static void test_validate_list_query(void **state)
     /* The query may be a slice of a longer buffer. */
     const char *whole = "PageSize=5&Foo=1";
     char err[128];
-    assert_int_equal(twilio_validate_list_query(whole, 10, 50, false, err, sizeof err), 0);
-    assert_int_equal(twilio_validate_list_query(whole, strlen(whole), 50, false, err, sizeof err),
-                     -1);
+    assert_int_equal(twilio_validate_list_query(whole, 10, 50, false, NULL, err, sizeof err), 0);
+    assert_int_equal(
+        twilio_validate_list_query(whole, strlen(whole), 50, false, NULL, err, sizeof err), -1);
     assert_string_equal(err, "Unknown query parameter Foo");
 }
 
