@@ -1,7 +1,8 @@
 #!/bin/bash
 # Run every test: unit (cmocka) and integration (real usergate + real
 # redis-server + mock Twilio) in a -Werror build, again under ASan/UBSan, then
-# `make distcheck` and the formatting check. Prints one summary line:
+# the libFuzzer harnesses (FUZZ_SECONDS each, default 20), `make distcheck`
+# and the formatting check. Prints one summary line:
 # "summary: N passed, M failed".
 set -uo pipefail
 top=$(cd "$(dirname "$0")/.." && pwd)
@@ -35,6 +36,17 @@ san="-O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-r
 ASAN_OPTIONS=detect_leaks=1:abort_on_error=0 UBSAN_OPTIONS=print_stacktrace=1 \
     run_build sanitize "$san"
 
+echo "== fuzz (${FUZZ_SECONDS:-20} s per harness)"
+fuzz_ok=0 fuzz_failed=0
+while read -r line; do
+    echo "$line"
+    case $line in
+    *": ok "*) fuzz_ok=$((fuzz_ok + 1)) ;;
+    *FAILED*) fuzz_failed=$((fuzz_failed + 1)) ;;
+    esac
+done < <(FUZZ_OUT="$top/build/fuzz" "$top/tests/fuzz/run.sh" "${FUZZ_SECONDS:-20}" 2>&1)
+[ "$fuzz_failed" = 0 ] && [ "$fuzz_ok" = 7 ] || { echo "fuzz: FAILED"; failed=1; }
+
 echo "== distcheck"
 (cd "$top/build/plain" && make -s distcheck DISTCHECK_CONFIGURE_FLAGS=--with-systemd >/dev/null 2>&1) ||
     { echo "distcheck: FAILED (run make distcheck in build/plain to see why)"; failed=1; }
@@ -67,7 +79,7 @@ fi
 rm -rf "$unitdir"
 
 echo "== clang-format"
-bad=$(clang-format --dry-run -Werror src/*.c src/*.h tests/unit/*.c 2>&1 | grep -c 'error:' || true)
+bad=$(clang-format --dry-run -Werror src/*.c src/*.h tests/unit/*.c tests/fuzz/*.[ch] 2>&1 | grep -c 'error:' || true)
 if [ "$bad" != 0 ]; then echo "clang-format: $bad problems"; failed=1; fi
 
 # Per-case totals from cmocka and pytest logs.
@@ -82,7 +94,7 @@ for f in "${logs[@]}"; do
         echo "---- ${f#$top/} ----"; tail -60 "$f"
     fi
 done
-pass=$((pass + units_ok)); fail=$((fail + units_failed))
+pass=$((pass + units_ok + fuzz_ok)); fail=$((fail + units_failed + fuzz_failed))
 [ "$failed" = 0 ] || [ "$fail" != 0 ] || fail=1
 echo "summary: $pass passed, $fail failed"
 [ "$failed" = 0 ] && [ "$fail" = 0 ]

@@ -1142,6 +1142,13 @@ static bool parse_file(struct load *ld, const char *path, struct file_ctx *from)
             }
         }
         fp = fopen(path, "re");
+        struct stat st;
+        if (fp && (fstat(fileno(fp), &st) != 0 || !S_ISREG(st.st_mode))) {
+            /* A device or FIFO would be read forever. */
+            fclose(fp);
+            fp = NULL;
+            errno = EINVAL;
+        }
     }
     if (!fp) {
         if (from)
