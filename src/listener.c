@@ -50,6 +50,10 @@
 #define LISTEN_BACKLOG 1024
 #define LINGER_MS 2000      /* longest wait for the client's FIN after our close */
 #define ACCEPT_RETRY_MS 100 /* accepting pauses this long after accept() fails (EMFILE) */
+/* Answers a client has not read yet, per connection: past this no further
+ * request is parsed until the output drains, so a client that pipelines
+ * without reading holds this much of our memory and no more. */
+#define OUT_HIGH_WATER (256 * 1024)
 
 static const char continue_100[] = "HTTP/1.1 100 Continue\r\n\r\n";
 
@@ -104,6 +108,14 @@ static struct timeval ms_to_tv(long ms)
 static size_t pipeline_limit(const struct worker *w)
 {
     return w->cfg->max_pipeline > 0 ? (size_t)w->cfg->max_pipeline : 1;
+}
+
+/* Too much is queued on c (unanswered requests, or answers not yet read):
+ * parse nothing more for now. */
+static bool conn_full(const struct conn *c)
+{
+    return c->n_unfinished >= pipeline_limit(c->l->w) ||
+           evbuffer_get_length(bufferevent_get_output(c->bev)) >= OUT_HIGH_WATER;
 }
 
 static void set_conn_gauge(struct listener *l)
@@ -288,7 +300,7 @@ static void conn_flush(struct conn *c)
         return;
     if (!c->head && c->l->stopping)
         conn_close_soon(c);
-    else if (c->paused && !c->no_more && c->n_unfinished < pipeline_limit(c->l->w))
+    else if (c->paused && !c->no_more && !conn_full(c))
         conn_resume(c);
 }
 
@@ -342,7 +354,7 @@ static int conn_on_message(void *arg, struct http1_msg *msg)
     router_handle(req); /* may answer, and so free req, before returning */
     if (c->no_more)
         return -1;
-    if (c->n_unfinished >= pipeline_limit(c->l->w)) {
+    if (conn_full(c)) {
         c->paused = true;
         bufferevent_disable(c->bev, EV_READ);
         return -1;
@@ -504,6 +516,8 @@ static void conn_write_cb(struct bufferevent *bev, void *arg)
     struct conn *c = arg;
     if (c->state == CONN_WRITING && evbuffer_get_length(bufferevent_get_output(bev)) == 0)
         conn_linger(c);
+    else if (c->state == CONN_OPEN && c->paused && !c->no_more && !conn_full(c))
+        conn_resume(c); /* the client read what it had queued */
 }
 
 static void conn_event_cb(struct bufferevent *bev, short what, void *arg)
