@@ -114,7 +114,9 @@ static void get_readyz(struct admin *a, struct evhttp_request *r)
 struct purge_req {
     struct admin *a;
     struct evhttp_request *r;
+    struct config *cfg;
     char service[TWILIO_SID_LEN + 1];
+    char sid[TWILIO_SID_LEN + 1]; /* a purge by SID */
 };
 
 static void purged(struct purge_req *p, bool ok, const char *what, long long deleted)
@@ -132,12 +134,31 @@ static void purged(struct purge_req *p, bool ok, const char *what, long long del
         reply(p->r, 200, "application/json", &b);
         buf_free(&b);
     }
+    config_unref(p->cfg);
     free(p);
 }
 
-static void on_user_purged(void *arg, bool ok)
+static void on_user_purged(void *arg, enum cache_inval_result res)
 {
-    purged(arg, ok, "user", -1);
+    /* Queued is not done: the operator should retry (purges are idempotent). */
+    purged(arg, res == CACHE_INVAL_DONE, "user", -1);
+}
+
+/* A purge by SID purges the identity behind it (its alias says which); a
+ * SID no alias names has nothing cached under an identity. */
+static void on_purge_alias(void *arg, const char *ident, size_t len, bool error)
+{
+    struct purge_req *p = arg;
+    if (error) {
+        purged(p, false, "user", -1);
+        return;
+    }
+    if (!ident) {
+        purged(p, true, "user", -1);
+        return;
+    }
+    cache_invalidate(p->a->cache, p->cfg, p->cfg->account_sid, p->service, ident, len, 0,
+                     on_user_purged, p);
 }
 
 static void on_service_purged(void *arg, long long deleted)
@@ -187,18 +208,21 @@ static void purge(struct admin *a, struct evhttp_request *r)
     struct purge_req *p = util_calloc(1, sizeof *p);
     p->a = a;
     p->r = r;
+    p->cfg = cfg; /* the purge's reference */
     memcpy(p->service, svc, TWILIO_SID_LEN);
+    twilio_sid_canon(p->service);
     if (user_len < 0) {
         log_notice("admin: purging service %s", p->service);
         cache_purge_service(a->cache, cfg, cfg->account_sid, p->service, on_service_purged, p);
-    } else {
-        bool is_sid = twilio_is_sid(user, (size_t)user_len, "US");
+    } else if (twilio_is_sid(user, (size_t)user_len, "US")) {
+        twilio_sid_canon(user);
         log_notice("admin: purging one user of service %s", p->service);
-        cache_invalidate_user(a->cache, cfg, cfg->account_sid, p->service, is_sid ? NULL : user,
-                              is_sid ? 0 : (size_t)user_len, is_sid ? user : NULL, on_user_purged,
-                              p);
+        cache_resolve_sid(a->cache, cfg, cfg->account_sid, p->service, user, on_purge_alias, p);
+    } else {
+        log_notice("admin: purging one user of service %s", p->service);
+        cache_invalidate(a->cache, cfg, cfg->account_sid, p->service, user, (size_t)user_len, 0,
+                         on_user_purged, p);
     }
-    config_unref(cfg);
 }
 
 /* Who may use a route: anyone, the token holder, or the token holder when
@@ -334,7 +358,7 @@ struct admin *admin_start(struct event_base *base, struct server *srv)
         log_err("admin: cannot create the Redis client");
         goto fail;
     }
-    a->cache = cache_new(a->redis);
+    a->cache = cache_new(a->redis, base, NULL);
     log_notice("admin listening on %s", addr->text);
     config_unref(cfg);
     return a;

@@ -1,241 +1,142 @@
 /* cache: user lookups, stores and invalidations as short chains of Redis
- * commands (redis.c) over the keys and envelopes of entry.c. Each call owns
- * one small heap state that lives until its callback has run; the states
- * point at the redis client only, so cache_free does not strand them (the
- * redis client answers every command, with ERROR at the latest in
- * redis_free). Callbacks are never run from inside a cache_* call. */
+ * commands (redis.c) over the keys and envelopes of entry.c (see cache.h for
+ * the coherence rules). Each call owns one small heap state that lives until
+ * its callback has run; the states point at the redis client only, so
+ * cache_free does not strand them (the redis client answers every command,
+ * with ERROR at the latest in redis_free). Callbacks are never run from
+ * inside a cache_* call. The queue of invalidations Redis did not take is
+ * the only state a struct cache keeps. */
 #include "cache.h"
 
+#include <event2/event.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "config.h"
+#include "metrics.h"
 #include "redis.h"
 #include "twilio.h"
 #include "util.h"
 
-struct cache {
-    struct redis *r;
+/* Retry delays of a queued invalidation: from 100 ms, doubling, to 5 s. */
+#define RETRY_MIN_MS 100
+#define RETRY_MAX_MS 5000
+
+/* One invalidation to (re)send: a failed one (bypass: this worker does not
+ * trust the cache for that name meanwhile) or the second invalidation at
+ * the end of a hold. */
+struct pending {
+    struct pending *next;
+    struct cache *owner; /* NULL once the cache is gone (a send still owes its reply) */
+    char account[TWILIO_SID_LEN + 1];
+    char service[TWILIO_SID_LEN + 1];
+    char *ident;
+    size_t ident_len;
+    long hold_ms;
+    int64_t due_ms;
+    long backoff_ms;
+    bool bypass;
 };
 
-struct cache *cache_new(struct redis *r)
+struct cache {
+    struct redis *r;
+    struct event_base *base;
+    struct metrics_shard *metrics;
+    struct config *cfg;      /* for queued invalidations: the latest snapshot seen */
+    struct pending *pending; /* waiting for their due time */
+    struct pending *sending; /* sent, reply owed */
+    size_t n_pending;        /* both lists */
+    struct event *timer;
+};
+
+static void arm_timer(struct cache *c);
+
+struct cache *cache_new(struct redis *r, struct event_base *base, struct metrics_shard *metrics)
 {
     struct cache *c = util_calloc(1, sizeof *c);
     c->r = r;
+    c->base = base;
+    c->metrics = metrics;
     return c;
+}
+
+static void pending_free(struct pending *p)
+{
+    free(p->ident);
+    free(p);
 }
 
 void cache_free(struct cache *c)
 {
+    if (!c)
+        return;
+    while (c->pending) {
+        struct pending *p = c->pending;
+        c->pending = p->next;
+        pending_free(p);
+    }
+    for (struct pending *p = c->sending; p; p = p->next)
+        p->owner = NULL; /* on_pending_done frees it */
+    if (c->timer)
+        event_free(c->timer);
+    config_unref(c->cfg);
     free(c);
 }
 
-/* The key parts a multi-step call needs after the caller's strings (and
- * config snapshot) may be gone: one allocation, freed with the call. */
-struct keyparts {
-    char *block;
-    const char *prefix, *account, *service, *sid; /* sid "" when none */
-};
-
-static void keyparts_init(struct keyparts *k, const char *prefix, const char *account,
-                          const char *service, const char *sid)
+size_t cache_pending(const struct cache *c)
 {
-    const char *in[4] = {prefix, account, service, sid ? sid : ""};
-    size_t len[4], total = 0;
-    for (int i = 0; i < 4; i++)
-        total += (len[i] = strlen(in[i])) + 1;
-    k->block = util_calloc(1, total);
-    const char **out[4] = {&k->prefix, &k->account, &k->service, &k->sid};
-    char *p = k->block;
-    for (int i = 0; i < 4; i++) {
-        memcpy(p, in[i], len[i] + 1);
-        *out[i] = p;
-        p += len[i] + 1;
-    }
+    return c ? c->n_pending : 0;
 }
 
-/* ---- lookup */
-
-struct lookup {
-    struct redis *r;
-    cache_lookup_cb cb;
-    void *arg;
-    enum api_family family;
-    bool by_sid;
-    struct keyparts k;
-    char *ident; /* identity the entry must carry (requested, or from the alias) */
-    size_t ident_len;
-    struct buf key;
-    int64_t epoch; /* invalidation counter seen by the first read, -1 unknown */
-};
-
-/* The counter element of an MGET: absent = 0 (no invalidation yet). */
-static int64_t parse_epoch(const struct redis_reply *rep)
+static void set_pending_gauge(struct cache *c)
 {
-    if (rep->type == REDIS_R_NIL)
-        return 0;
-    if (rep->type != REDIS_R_STRING || rep->len == 0 || rep->len > 19)
-        return -1;
-    int64_t v = 0;
-    for (size_t i = 0; i < rep->len; i++) {
-        if (rep->str[i] < '0' || rep->str[i] > '9')
-            return -1;
-        v = v * 10 + (rep->str[i] - '0');
-    }
-    return v;
+    if (c->metrics)
+        metrics_gauge_set(c->metrics, MGAUGE_INVALIDATIONS_PENDING, (int64_t)c->n_pending);
 }
 
-static void lookup_finish(struct lookup *st, enum cache_result res, const struct entry *e)
+/* A name this worker must not trust the cache for: an invalidation of it is
+ * still queued here. */
+static bool bypassed(const struct cache *c, const char *account, const char *service,
+                     const char *ident, size_t ident_len)
 {
-    st->cb(st->arg, res, e, res == CACHE_ERROR ? -1 : st->epoch);
-    free(st->k.block);
-    free(st->ident);
-    buf_free(&st->key);
-    free(st);
+    const struct pending *lists[2] = {c->pending, c->sending};
+    for (int i = 0; i < 2; i++)
+        for (const struct pending *p = lists[i]; p; p = p->next)
+            if (p->bypass && p->ident_len == ident_len && memcmp(p->ident, ident, ident_len) == 0 &&
+                strcmp(p->service, service) == 0 && strcmp(p->account, account) == 0)
+                return true;
+    return false;
 }
 
-static bool bytes_eq(const char *a, size_t alen, const char *b, size_t blen)
+bool cache_stamp_storable(const struct cache_stamp *s)
 {
-    return alen == blen && memcmp(a, b, alen) == 0;
+    return s && s->known && !s->held;
 }
 
-/* The user entry, found under an identity (asked for directly or via the
- * SID alias). */
-static void user_reply(struct lookup *st, const struct redis_reply *rep)
+bool cache_stamp_equal(const struct cache_stamp *a, const struct cache_stamp *b)
 {
-    struct entry e;
-    enum cache_result res = CACHE_ABSENT;
-    if (rep->type == REDIS_R_STRING) {
-        if (entry_decode(rep->str, rep->len, &e) == 0)
-            res = CACHE_FOUND;
-    } else if (rep->type != REDIS_R_NIL) {
-        res = CACHE_ERROR;
-    }
-    if (res == CACHE_FOUND && st->by_sid) {
-        /* The alias may outlive its user: after a delete and re-create the
-         * identity names a different user (another SID). Serve the entry
-         * only if it is the very user that was asked for. */
-        if (e.status != 200 || !bytes_eq(e.sid, e.sid_len, st->k.sid, strlen(st->k.sid)) ||
-            !bytes_eq(e.identity, e.identity_len, st->ident, st->ident_len))
-            res = CACHE_ABSENT;
-    } else if (res == CACHE_FOUND && e.status == 200 &&
-               !bytes_eq(e.identity, e.identity_len, st->ident, st->ident_len)) {
-        res = CACHE_ABSENT;
-    }
-    lookup_finish(st, res, res == CACHE_FOUND ? &e : NULL);
+    return a->known == b->known && a->held == b->held && strcmp(a->ver, b->ver) == 0 &&
+           a->ident_len == b->ident_len && memcmp(a->ident, b->ident, a->ident_len) == 0;
 }
 
-static void on_user_get(void *arg, const struct redis_reply *rep)
+/* A fresh version value: 62 random bits in decimal. Random, not counted, so
+ * a version that was evicted or lost in a restart is never re-created equal
+ * to one an old entry recorded. */
+static void new_version(char out[24])
 {
-    user_reply(arg, rep);
+    snprintf(out, 24, "%" PRIu64, util_random_below(UINT64_C(1) << 62) + 1);
 }
 
-/* MGET entry, counter. */
-static void on_ident_mget(void *arg, const struct redis_reply *rep)
+/* Milliseconds a user entry's Redis key lives at most. */
+static int64_t entry_lifetime_ms(const struct config *cfg)
 {
-    struct lookup *st = arg;
-    if (rep->type != REDIS_R_ARRAY || rep->n_elements != 2) {
-        lookup_finish(st, CACHE_ERROR, NULL);
-        return;
-    }
-    st->epoch = parse_epoch(&rep->elements[1]);
-    user_reply(st, &rep->elements[0]);
+    long ttl = cfg->ttl > cfg->negative_ttl ? cfg->ttl : cfg->negative_ttl;
+    long stale = cfg->stale_while_revalidate > cfg->stale_if_error ? cfg->stale_while_revalidate
+                                                                   : cfg->stale_if_error;
+    return (int64_t)(ttl + stale) * 1000 * 21 / 20 + 1000; /* + jitter + margin */
 }
-
-/* MGET alias, negative-entry-under-SID, counter. */
-static void on_sid_mget(void *arg, const struct redis_reply *rep)
-{
-    struct lookup *st = arg;
-    if (rep->type != REDIS_R_ARRAY || rep->n_elements != 3) {
-        lookup_finish(st, CACHE_ERROR, NULL);
-        return;
-    }
-    const struct redis_reply *alias = &rep->elements[0], *neg = &rep->elements[1];
-    st->epoch = parse_epoch(&rep->elements[2]);
-    if (alias->type == REDIS_R_STRING && alias->len > 0) {
-        /* The positive path wins over a negative entry: an alias is only
-         * ever written from a 200 for this SID. */
-        st->ident = util_strndup(alias->str, alias->len);
-        st->ident_len = alias->len;
-        entry_user_key(&st->key, st->k.prefix, st->k.account, st->family, st->k.service, st->ident,
-                       st->ident_len);
-        const char *argv[2] = {"GET", st->key.data};
-        size_t lens[2] = {3, st->key.len};
-        redis_command(st->r, on_user_get, st, 2, argv, lens);
-        return;
-    }
-    struct entry e;
-    enum cache_result res = CACHE_ERROR;
-    if (neg->type == REDIS_R_STRING)
-        res = entry_decode(neg->str, neg->len, &e) == 0 && e.status == 404 ? CACHE_FOUND
-                                                                           : CACHE_ABSENT;
-    else if (neg->type == REDIS_R_NIL &&
-             (alias->type == REDIS_R_NIL || alias->type == REDIS_R_STRING))
-        res = CACHE_ABSENT;
-    lookup_finish(st, res, res == CACHE_FOUND ? &e : NULL);
-}
-
-/* Delivers CACHE_ABSENT for a request that can never match a stored key. */
-static void on_lookup_none(void *arg, const struct redis_reply *rep)
-{
-    (void)rep;
-    lookup_finish(arg, CACHE_ABSENT, NULL);
-}
-
-void cache_lookup(struct cache *c, const struct config *cfg, const struct cache_user *u,
-                  cache_lookup_cb cb, void *arg)
-{
-    struct lookup *st = util_calloc(1, sizeof *st);
-    st->r = c->r;
-    st->cb = cb;
-    st->arg = arg;
-    st->family = u->family;
-    st->by_sid = u->user_is_sid;
-    st->epoch = -1;
-    if (u->user_len == 0 || (u->user_is_sid && u->user_len != TWILIO_SID_LEN)) {
-        redis_call_soon(c->r, on_lookup_none, st);
-        return;
-    }
-    if (!st->by_sid) {
-        st->ident = util_calloc(1, u->user_len + 1);
-        memcpy(st->ident, u->user, u->user_len);
-        st->ident_len = u->user_len;
-        entry_user_key(&st->key, cfg->key_prefix, u->account, u->family, u->service, u->user,
-                       u->user_len);
-        struct buf clock = {0};
-        entry_clock_key(&clock, cfg->key_prefix, u->account);
-        const char *argv[3] = {"MGET", st->key.data, clock.data};
-        size_t lens[3] = {4, st->key.len, clock.len};
-        redis_command(c->r, on_ident_mget, st, 3, argv, lens);
-        buf_free(&clock);
-        return;
-    }
-    char sid[TWILIO_SID_LEN + 1];
-    memcpy(sid, u->user, TWILIO_SID_LEN);
-    sid[TWILIO_SID_LEN] = '\0';
-    keyparts_init(&st->k, cfg->key_prefix, u->account, u->service, sid);
-    struct buf alias = {0};
-    entry_alias_key(&alias, cfg->key_prefix, u->account, u->service, sid);
-    entry_user_key(&st->key, cfg->key_prefix, u->account, u->family, u->service, sid,
-                   TWILIO_SID_LEN);
-    struct buf clock = {0};
-    entry_clock_key(&clock, cfg->key_prefix, u->account);
-    const char *argv[4] = {"MGET", alias.data, st->key.data, clock.data};
-    size_t lens[4] = {4, alias.len, st->key.len, clock.len};
-    redis_command(c->r, on_sid_mget, st, 4, argv, lens);
-    buf_free(&alias);
-    buf_free(&clock);
-}
-
-/* ---- store */
-
-struct store {
-    cache_done_cb cb;
-    void *arg;
-    bool ok;
-};
 
 /* EVAL script with keys[0..nkeys) as KEYS and args[0..nargs) as ARGV, every
  * one binary-safe. */
@@ -260,62 +161,261 @@ static void eval_script(struct redis *r, const char *script, size_t script_len,
     redis_command(r, cb, arg, argc, argv, lens);
 }
 
-/* Store only if no tombstone of this user is newer than the epoch the lookup
- * saw, and the counter has not gone back (Redis restarted or evicted it since
- * the lookup: tombstones may be lost with it, so nothing proves the fetch is
- * current). KEYS: entry, alias (= entry when none), counter, tombstones...;
- * ARGV: value, PX, alias value, epoch, "1" to write the alias. Returns 1
- * stored, 0 refused. */
-static const char store_script[] =
-    "local e = tonumber(ARGV[4])\n"
-    "if tonumber(redis.call('GET', KEYS[3]) or '0') < e then return 0 end\n"
-    "for i = 4, #KEYS do\n"
-    "  local g = redis.call('GET', KEYS[i])\n"
-    "  if g and tonumber(g) > e then return 0 end\n"
-    "end\n"
-    "redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])\n"
-    "if ARGV[5] == '1' then redis.call('SET', KEYS[2], ARGV[3], 'PX', ARGV[2]) end\n"
-    "return 1\n";
+static bool bytes_eq(const char *a, size_t alen, const char *b, size_t blen)
+{
+    return alen == blen && memcmp(a, b, alen) == 0;
+}
+
+/* ---- lookup */
+
+struct lookup {
+    struct cache *c;
+    cache_lookup_cb cb;
+    void *arg;
+    char *prefix, *account, *service;
+    enum api_family family;
+    char sid[TWILIO_SID_LEN + 1]; /* a SID lookup: the SID asked for */
+    struct cache_stamp stamp;
+};
+
+static void lookup_finish(struct lookup *st, enum cache_result res, const struct entry *e)
+{
+    if (res == CACHE_ERROR)
+        st->stamp.known = false;
+    st->cb(st->arg, res, res == CACHE_FOUND ? e : NULL, &st->stamp);
+    free(st->prefix);
+    free(st->account);
+    free(st->service);
+    free(st);
+}
+
+/* MGET entry, version, hold of the identity (asked for, or the SID's alias). */
+static void on_identity_mget(void *arg, const struct redis_reply *rep)
+{
+    struct lookup *st = arg;
+    if (rep->type != REDIS_R_ARRAY || rep->n_elements != 3) {
+        lookup_finish(st, CACHE_ERROR, NULL);
+        return;
+    }
+    const struct redis_reply *ent = &rep->elements[0], *ver = &rep->elements[1],
+                             *hold = &rep->elements[2];
+    if (ent->type == REDIS_R_ERROR || ver->type == REDIS_R_ERROR || hold->type == REDIS_R_ERROR) {
+        lookup_finish(st, CACHE_ERROR, NULL);
+        return;
+    }
+    struct cache_stamp *s = &st->stamp;
+    if (ver->type == REDIS_R_STRING && ver->len <= ENTRY_VER_MAX) {
+        memcpy(s->ver, ver->str, ver->len);
+        s->ver[ver->len] = '\0';
+    }
+    s->held = hold->type != REDIS_R_NIL;
+    s->known = !bypassed(st->c, st->account, st->service, s->ident, s->ident_len);
+    struct entry e;
+    enum cache_result res = CACHE_ABSENT;
+    if (s->known && !s->held && s->ver[0] && ent->type == REDIS_R_STRING &&
+        entry_decode(ent->str, ent->len, &e) == 0 &&
+        bytes_eq(e.ver, e.ver_len, s->ver, strlen(s->ver)) &&
+        (e.status == 404 || bytes_eq(e.identity, e.identity_len, s->ident, s->ident_len)) &&
+        (!st->sid[0] || (e.status == 200 && bytes_eq(e.sid, e.sid_len, st->sid, strlen(st->sid)))))
+        res = CACHE_FOUND;
+    lookup_finish(st, res, &e);
+}
+
+static void identity_mget(struct lookup *st)
+{
+    struct buf k[3] = {{0}};
+    entry_key(&k[0], st->prefix, EK_ENTRY, st->account, st->service, (int)st->family,
+              st->stamp.ident, st->stamp.ident_len);
+    entry_key(&k[1], st->prefix, EK_VERSION, st->account, st->service, -1, st->stamp.ident,
+              st->stamp.ident_len);
+    entry_key(&k[2], st->prefix, EK_HOLD, st->account, st->service, -1, st->stamp.ident,
+              st->stamp.ident_len);
+    const char *argv[4] = {"MGET", k[0].data, k[1].data, k[2].data};
+    size_t lens[4] = {4, k[0].len, k[1].len, k[2].len};
+    redis_command(st->c->r, on_identity_mget, st, 4, argv, lens);
+    for (int i = 0; i < 3; i++)
+        buf_free(&k[i]);
+}
+
+/* MGET alias, negative entry of the SID (the SID's slot). */
+static void on_sid_mget(void *arg, const struct redis_reply *rep)
+{
+    struct lookup *st = arg;
+    if (rep->type != REDIS_R_ARRAY || rep->n_elements != 2) {
+        lookup_finish(st, CACHE_ERROR, NULL);
+        return;
+    }
+    const struct redis_reply *alias = &rep->elements[0], *neg = &rep->elements[1];
+    if (alias->type == REDIS_R_STRING && alias->len > 0 && alias->len <= TWILIO_IDENTITY_MAX) {
+        /* The positive path wins over a negative entry: an alias is only
+         * ever written from a 200 for this SID. */
+        memcpy(st->stamp.ident, alias->str, alias->len);
+        st->stamp.ident[alias->len] = '\0';
+        st->stamp.ident_len = alias->len;
+        identity_mget(st);
+        return;
+    }
+    if (alias->type != REDIS_R_NIL || (neg->type != REDIS_R_NIL && neg->type != REDIS_R_STRING)) {
+        lookup_finish(st, CACHE_ERROR, NULL);
+        return;
+    }
+    /* The identity is unknown: a 404 for the SID is still a fact (SIDs are
+     * never reused), anything else is a miss that may not be stored under
+     * an identity (stamp.known stays false). */
+    struct entry e;
+    if (neg->type == REDIS_R_STRING && entry_decode(neg->str, neg->len, &e) == 0 &&
+        e.status == 404) {
+        lookup_finish(st, CACHE_FOUND, &e);
+        return;
+    }
+    lookup_finish(st, CACHE_ABSENT, NULL);
+}
+
+/* Delivers CACHE_ABSENT for a request that can never match a stored key. */
+static void on_lookup_none(void *arg, const struct redis_reply *rep)
+{
+    (void)rep;
+    lookup_finish(arg, CACHE_ABSENT, NULL);
+}
+
+void cache_lookup(struct cache *c, const struct config *cfg, const struct cache_user *u,
+                  cache_lookup_cb cb, void *arg)
+{
+    struct lookup *st = util_calloc(1, sizeof *st);
+    st->c = c;
+    st->cb = cb;
+    st->arg = arg;
+    st->prefix = util_strdup(cfg->key_prefix);
+    st->account = util_strdup(u->account);
+    st->service = util_strdup(u->service);
+    st->family = u->family;
+    if (u->user_len == 0 || u->user_len > TWILIO_IDENTITY_MAX ||
+        (u->user_is_sid && u->user_len != TWILIO_SID_LEN)) {
+        redis_call_soon(c->r, on_lookup_none, st);
+        return;
+    }
+    if (!u->user_is_sid) {
+        memcpy(st->stamp.ident, u->user, u->user_len);
+        st->stamp.ident_len = u->user_len;
+        identity_mget(st);
+        return;
+    }
+    memcpy(st->sid, u->user, TWILIO_SID_LEN);
+    struct buf k[2] = {{0}};
+    entry_key(&k[0], cfg->key_prefix, EK_ALIAS, u->account, u->service, -1, st->sid,
+              TWILIO_SID_LEN);
+    entry_key(&k[1], cfg->key_prefix, EK_ENTRY, u->account, u->service, (int)u->family, st->sid,
+              TWILIO_SID_LEN);
+    const char *argv[3] = {"MGET", k[0].data, k[1].data};
+    size_t lens[3] = {4, k[0].len, k[1].len};
+    redis_command(c->r, on_sid_mget, st, 3, argv, lens);
+    buf_free(&k[0]);
+    buf_free(&k[1]);
+}
+
+/* ---- resolve a SID */
+
+struct resolve {
+    cache_ident_cb cb;
+    void *arg;
+};
+
+static void on_alias(void *arg, const struct redis_reply *rep)
+{
+    struct resolve *st = arg;
+    if (rep->type == REDIS_R_STRING && rep->len > 0)
+        st->cb(st->arg, rep->str, rep->len, false);
+    else
+        st->cb(st->arg, NULL, 0, rep->type != REDIS_R_NIL);
+    free(st);
+}
+
+void cache_resolve_sid(struct cache *c, const struct config *cfg, const char *account,
+                       const char *service, const char *sid, cache_ident_cb cb, void *arg)
+{
+    struct resolve *st = util_calloc(1, sizeof *st);
+    st->cb = cb;
+    st->arg = arg;
+    struct buf k = {0};
+    entry_key(&k, cfg->key_prefix, EK_ALIAS, account, service, -1, sid, strlen(sid));
+    const char *argv[2] = {"GET", k.data};
+    size_t lens[2] = {3, k.len};
+    redis_command(c->r, on_alias, st, 2, argv, lens);
+    buf_free(&k);
+}
+
+/* ---- store */
+
+struct store {
+    cache_done_cb cb;
+    void *arg;
+    bool ok;
+    int replies; /* commands still owed a reply */
+};
+
+/* Store an entry only under the version the lookup saw (or, when it saw
+ * none, under a new one this script creates), and never during a hold.
+ * KEYS: entry, version, hold; ARGV: envelope, entry PX, seen version, new
+ * version, version PX. Returns 1 stored, 0 refused. */
+static const char store_script[] = "local cur = redis.call('GET', KEYS[2])\n"
+                                   "if not cur then\n"
+                                   "  if ARGV[3] ~= '' then return 0 end\n"
+                                   "  redis.call('SET', KEYS[2], ARGV[4], 'PX', ARGV[5])\n"
+                                   "elseif cur ~= ARGV[3] then return 0\n"
+                                   "elseif redis.call('PTTL', KEYS[2]) < tonumber(ARGV[5]) then\n"
+                                   "  redis.call('PEXPIRE', KEYS[2], ARGV[5])\n"
+                                   "end\n"
+                                   "if redis.call('EXISTS', KEYS[3]) == 1 then return 0 end\n"
+                                   "redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])\n"
+                                   "return 1\n";
+
+/* An alias maps a SID to its identity for good; its lifetime only grows, so
+ * it outlives every entry stored through it. KEYS: alias; ARGV: identity, PX. */
+static const char alias_script[] = "local px = tonumber(ARGV[2])\n"
+                                   "local t = redis.call('PTTL', KEYS[1])\n"
+                                   "if t > px then px = t end\n"
+                                   "redis.call('SET', KEYS[1], ARGV[1], 'PX', px)\n"
+                                   "return 1\n";
 
 static void store_reply(void *arg, const struct redis_reply *rep)
 {
     struct store *st = arg;
-    /* A refusal (0) is the coherence rule working, not a failure. */
-    st->ok = rep->type == REDIS_R_INTEGER;
+    if (!(rep->type == REDIS_R_INTEGER && rep->integer == 1))
+        st->ok = false;
+    if (--st->replies > 0)
+        return;
     if (st->cb)
         st->cb(st->arg, st->ok);
     free(st);
 }
 
-/* For a store that sends nothing: report the preset outcome. */
-static void store_soon(void *arg, const struct redis_reply *rep)
+static void send_set(struct cache *c, const struct buf *key, const struct buf *val, const char *px,
+                     struct store *st)
 {
-    struct store *st = arg;
-    (void)rep;
-    if (st->cb)
-        st->cb(st->arg, st->ok);
-    free(st);
+    const char *argv[5] = {"SET", key->data, val->data, "PX", px};
+    size_t lens[5] = {3, key->len, val->len, 2, strlen(px)};
+    st->replies++;
+    redis_command(c->r, store_reply, st, 5, argv, lens);
 }
 
 void cache_store(struct cache *c, const struct config *cfg, const struct cache_user *u, int status,
-                 const char *body, size_t body_len, long ttl_s, int64_t epoch, cache_done_cb cb,
-                 void *arg)
+                 const char *body, size_t body_len, long ttl_s, const struct cache_stamp *seen,
+                 cache_done_cb cb, void *arg)
 {
     struct store *st = util_calloc(1, sizeof *st);
     st->cb = cb;
     st->arg = arg;
     st->ok = true;
-
-    char sid[TWILIO_SID_LEN + 1] = "";
-    char identity[TWILIO_IDENTITY_MAX + 1];
-    struct entry e = {.status = status, .sid = "", .body = body, .body_len = body_len};
-    if (epoch < 0)
-        goto fail; /* no lookup saw the counter: cannot prove the fetch is current */
+    char sid[TWILIO_SID_LEN + 1] = "", identity[TWILIO_IDENTITY_MAX + 1] = "";
+    char newver[24];
+    new_version(newver);
+    struct entry e = {.status = status, .ver = "", .sid = "", .body = body, .body_len = body_len};
     if (status == 200) {
-        /* The body, not the request, says who this is: a fetch by SID
-         * learns the identity here. */
-        if (entry_user_fields(body, body_len, sid, sizeof sid, identity, sizeof identity) < 0)
-            goto fail;
+        /* The body, not the request, says who this is. */
+        if (entry_user_fields(body, body_len, sid, sizeof sid, identity, sizeof identity) < 0 ||
+            (u->user_is_sid && strcmp(sid, u->user) != 0) ||
+            (!u->user_is_sid && !bytes_eq(identity, strlen(identity), u->user, u->user_len)))
+            goto refuse;
         e.sid = sid;
         e.sid_len = strlen(sid);
         e.identity = identity;
@@ -324,9 +424,8 @@ void cache_store(struct cache *c, const struct config *cfg, const struct cache_u
         e.identity = u->user_is_sid ? "" : u->user;
         e.identity_len = u->user_is_sid ? 0 : u->user_len;
     } else {
-        goto fail;
+        goto refuse;
     }
-
     /* ±5 % on freshness so entries written together do not all expire (and
      * stampede upstream) together. */
     int64_t ttl_ms = ttl_s > 0 ? (int64_t)ttl_s * 1000 : 0;
@@ -335,226 +434,260 @@ void cache_store(struct cache *c, const struct config *cfg, const struct cache_u
     long stale_s = cfg->stale_while_revalidate > cfg->stale_if_error ? cfg->stale_while_revalidate
                                                                      : cfg->stale_if_error;
     int64_t px = fresh_ms + (int64_t)(stale_s > 0 ? stale_s : 0) * 1000;
-    if (px <= 0) /* nothing would survive: not storing is the correct outcome */
-        goto done;
+    if (px <= 0)
+        goto refuse;
     e.stored_ms = util_wall_ms();
     e.fresh_until_ms = e.stored_ms + fresh_ms;
-    char pxs[24], eps[24];
+    char pxs[24], vpxs[24];
     snprintf(pxs, sizeof pxs, "%" PRId64, px);
-    snprintf(eps, sizeof eps, "%" PRId64, epoch);
+    snprintf(vpxs, sizeof vpxs, "%" PRId64, entry_lifetime_ms(cfg));
 
-    enum { K_ENTRY, K_ALIAS, K_CLOCK, K_TOMB_A, K_TOMB_B, K_MAX };
-    struct buf keys[K_MAX] = {{0}}, val = {0};
-    int nkeys = K_TOMB_A + 1;
-    entry_clock_key(&keys[K_CLOCK], cfg->key_prefix, u->account);
-    entry_encode(&val, &e);
-    if (status == 200) {
-        entry_user_key(&keys[K_ENTRY], cfg->key_prefix, u->account, u->family, u->service,
-                       e.identity, e.identity_len);
-        /* Same lifetime as the entry, rewritten with every store, so the
-         * alias never expires before the entry it leads to. */
-        entry_alias_key(&keys[K_ALIAS], cfg->key_prefix, u->account, u->service, sid);
-        entry_tomb_key(&keys[K_TOMB_A], cfg->key_prefix, u->account, u->service, e.identity,
-                       e.identity_len);
-        entry_tomb_key(&keys[K_TOMB_B], cfg->key_prefix, u->account, u->service, sid, e.sid_len);
-        nkeys = K_TOMB_B + 1;
-    } else {
-        entry_user_key(&keys[K_ENTRY], cfg->key_prefix, u->account, u->family, u->service, u->user,
-                       u->user_len);
-        entry_user_key(&keys[K_ALIAS], cfg->key_prefix, u->account, u->family, u->service, u->user,
-                       u->user_len);
-        entry_tomb_key(&keys[K_TOMB_A], cfg->key_prefix, u->account, u->service, u->user,
-                       u->user_len);
+    struct buf key = {0}, val = {0};
+    if (status == 404 && u->user_is_sid) {
+        /* A SID that does not exist never will: no version to check. */
+        entry_encode(&val, &e);
+        entry_key(&key, cfg->key_prefix, EK_ENTRY, u->account, u->service, (int)u->family, u->user,
+                  u->user_len);
+        send_set(c, &key, &val, pxs, st);
+        goto sent;
     }
-    const char *args[5] = {val.data, pxs, e.identity, eps, status == 200 ? "1" : "0"};
-    size_t alens[5] = {val.len, strlen(pxs), e.identity_len, strlen(eps), 1};
-    eval_script(c->r, store_script, sizeof store_script - 1, keys, nkeys, args, alens, 5,
-                store_reply, st);
-    for (int k = 0; k < K_MAX; k++)
-        buf_free(&keys[k]);
+    if (status == 200) {
+        /* The alias is a fact whatever the stamp says. */
+        entry_key(&key, cfg->key_prefix, EK_ALIAS, u->account, u->service, -1, sid, e.sid_len);
+        const char *aargs[2] = {identity, pxs};
+        size_t alens[2] = {e.identity_len, strlen(pxs)};
+        st->replies++;
+        eval_script(c->r, alias_script, sizeof alias_script - 1, &key, 1, aargs, alens, 2,
+                    store_reply, st);
+    }
+    if (!cache_stamp_storable(seen) ||
+        !bytes_eq(seen->ident, seen->ident_len, e.status == 200 ? identity : u->user,
+                  e.status == 200 ? e.identity_len : u->user_len)) {
+        st->ok = false; /* nothing proves this answer is current for that identity */
+        goto sent;
+    }
+    e.ver = seen->ver[0] ? seen->ver : newver;
+    e.ver_len = strlen(e.ver);
+    entry_encode(&val, &e);
+    struct buf keys[3] = {{0}};
+    entry_key(&keys[0], cfg->key_prefix, EK_ENTRY, u->account, u->service, (int)u->family,
+              seen->ident, seen->ident_len);
+    entry_key(&keys[1], cfg->key_prefix, EK_VERSION, u->account, u->service, -1, seen->ident,
+              seen->ident_len);
+    entry_key(&keys[2], cfg->key_prefix, EK_HOLD, u->account, u->service, -1, seen->ident,
+              seen->ident_len);
+    const char *args[5] = {val.data, pxs, seen->ver, newver, vpxs};
+    size_t alens[5] = {val.len, strlen(pxs), strlen(seen->ver), strlen(newver), strlen(vpxs)};
+    st->replies++;
+    eval_script(c->r, store_script, sizeof store_script - 1, keys, 3, args, alens, 5, store_reply,
+                st);
+    for (int i = 0; i < 3; i++)
+        buf_free(&keys[i]);
+sent:
+    buf_free(&key);
     buf_free(&val);
-    return;
-
-fail:
+    if (st->replies > 0)
+        return;
+refuse:
     st->ok = false;
-done:
-    if (cb)
-        redis_call_soon(c->r, store_soon, st);
-    else
-        free(st);
+    st->replies = 1;
+    redis_call_soon(c->r, store_reply, st);
 }
 
 /* ---- invalidate */
 
+/* A new version, the entries gone, and maybe a hold. KEYS: version, hold,
+ * entries...; ARGV: new version, version PX, hold PX ("0": none). */
+static const char inval_script[] =
+    "redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])\n"
+    "for i = 3, #KEYS do redis.call('DEL', KEYS[i]) end\n"
+    "if tonumber(ARGV[3]) > 0 then redis.call('SET', KEYS[2], '1', 'PX', ARGV[3]) end\n"
+    "return 1\n";
+
 struct inval {
-    struct redis *r;
-    cache_done_cb cb;
+    struct cache *c;
+    cache_inval_cb cb;
     void *arg;
-    struct keyparts k;
-    char *ident; /* identity-only invalidations, while the SID is looked up */
+    struct pending *p; /* when this send is a queued one */
+    char account[TWILIO_SID_LEN + 1];
+    char service[TWILIO_SID_LEN + 1];
+    char *ident;
     size_t ident_len;
-    bool partial; /* the alias could not be read: identity keys may survive */
-    char tomb_px[24];
+    long hold_ms;
 };
 
-/* KEYS: counter, keys to delete..., tombstones (ARGV[1] of them); ARGV[2]:
- * tombstone PX. One script, so the counter, the deletes and the tombstones
- * change together. */
-static const char inval_script[] =
-    "local c = redis.call('INCR', KEYS[1])\n"
-    "local nt = tonumber(ARGV[1])\n"
-    "for i = 2, #KEYS - nt do redis.call('DEL', KEYS[i]) end\n"
-    "for i = #KEYS - nt + 1, #KEYS do redis.call('SET', KEYS[i], c, 'PX', ARGV[2]) end\n"
-    "return c\n";
-
-static void inval_finish(struct inval *st, bool ok)
+static void send_inval(struct cache *c, const struct config *cfg, const char *account,
+                       const char *service, const char *ident, size_t ident_len, long hold_ms,
+                       redis_cb cb, void *arg)
 {
+    struct buf keys[2 + FAMILY_COUNT] = {{0}};
+    entry_key(&keys[0], cfg->key_prefix, EK_VERSION, account, service, -1, ident, ident_len);
+    entry_key(&keys[1], cfg->key_prefix, EK_HOLD, account, service, -1, ident, ident_len);
+    for (int f = 0; f < FAMILY_COUNT; f++)
+        entry_key(&keys[2 + f], cfg->key_prefix, EK_ENTRY, account, service, f, ident, ident_len);
+    char ver[24], vpx[24], hpx[24];
+    new_version(ver);
+    snprintf(vpx, sizeof vpx, "%" PRId64, entry_lifetime_ms(cfg));
+    snprintf(hpx, sizeof hpx, "%ld", hold_ms > 0 ? hold_ms : 0);
+    const char *args[3] = {ver, vpx, hpx};
+    size_t alens[3] = {strlen(ver), strlen(vpx), strlen(hpx)};
+    eval_script(c->r, inval_script, sizeof inval_script - 1, keys, 2 + FAMILY_COUNT, args, alens, 3,
+                cb, arg);
+    for (int i = 0; i < 2 + FAMILY_COUNT; i++)
+        buf_free(&keys[i]);
+}
+
+/* Add to the queue (false when it is full). */
+static bool enqueue(struct cache *c, const char *account, const char *service, const char *ident,
+                    size_t ident_len, long hold_ms, int64_t due_ms, bool bypass)
+{
+    size_t max = c->cfg ? (size_t)c->cfg->invalidation_queue : 0;
+    if (c->n_pending >= max) {
+        if (c->metrics)
+            metrics_inc(c->metrics, MCOUNT_INVALIDATIONS_DROPPED);
+        return false;
+    }
+    struct pending *p = util_calloc(1, sizeof *p);
+    snprintf(p->account, sizeof p->account, "%s", account);
+    snprintf(p->service, sizeof p->service, "%s", service);
+    p->ident = util_strndup(ident, ident_len);
+    p->ident_len = ident_len;
+    p->hold_ms = hold_ms;
+    p->due_ms = due_ms;
+    p->backoff_ms = RETRY_MIN_MS;
+    p->bypass = bypass;
+    p->owner = c;
+    p->next = c->pending;
+    c->pending = p;
+    c->n_pending++;
+    set_pending_gauge(c);
+    arm_timer(c);
+    return true;
+}
+
+static void remember_cfg(struct cache *c, const struct config *cfg)
+{
+    if (c->cfg != cfg) {
+        config_unref(c->cfg);
+        c->cfg = config_ref((struct config *)cfg);
+    }
+}
+
+static void on_inval(void *arg, const struct redis_reply *rep)
+{
+    struct inval *st = arg;
+    struct cache *c = st->c;
+    enum cache_inval_result res = CACHE_INVAL_DONE;
+    if (!(rep->type == REDIS_R_INTEGER && rep->integer == 1)) {
+        res = enqueue(c, st->account, st->service, st->ident, st->ident_len, st->hold_ms,
+                      util_now_ms() + RETRY_MIN_MS, true)
+                  ? CACHE_INVAL_QUEUED
+                  : CACHE_INVAL_DROPPED;
+    } else if (st->hold_ms > 0) {
+        /* When the hold ends, once more: a write Twilio applied late must
+         * not leave an answer fetched just before it. */
+        enqueue(c, st->account, st->service, st->ident, st->ident_len, 0,
+                util_now_ms() + st->hold_ms, false);
+    }
+    if (res == CACHE_INVAL_DONE && c->metrics)
+        metrics_inc(c->metrics, MCOUNT_INVALIDATIONS);
     if (st->cb)
-        st->cb(st->arg, ok && !st->partial);
-    free(st->k.block);
+        st->cb(st->arg, res);
     free(st->ident);
     free(st);
 }
 
-static void on_del(void *arg, const struct redis_reply *rep)
+void cache_invalidate(struct cache *c, const struct config *cfg, const char *account,
+                      const char *service, const char *identity, size_t identity_len, long hold_ms,
+                      cache_inval_cb cb, void *arg)
 {
-    inval_finish(arg, rep->type == REDIS_R_INTEGER);
-}
-
-static void on_nothing(void *arg, const struct redis_reply *rep)
-{
-    (void)rep;
-    inval_finish(arg, true);
-}
-
-/* Every key the user can have in this service goes at once: its entry in each
- * family under identity and under SID (negative entries), and the alias; the
- * counter moves on and the user's tombstones record it. */
-static void inval_del(struct inval *st, const char *ident, size_t ident_len)
-{
-    enum { MAX_KEYS = 1 + 2 * FAMILY_COUNT + 1 + 2 };
-    struct buf keys[MAX_KEYS];
-    memset(keys, 0, sizeof keys);
-    int n = 0, ntomb = 0;
-    entry_clock_key(&keys[n++], st->k.prefix, st->k.account);
-    for (int f = 0; f < FAMILY_COUNT; f++) {
-        if (ident)
-            entry_user_key(&keys[n++], st->k.prefix, st->k.account, (enum api_family)f,
-                           st->k.service, ident, ident_len);
-        if (st->k.sid[0])
-            entry_user_key(&keys[n++], st->k.prefix, st->k.account, (enum api_family)f,
-                           st->k.service, st->k.sid, strlen(st->k.sid));
-    }
-    if (st->k.sid[0])
-        entry_alias_key(&keys[n++], st->k.prefix, st->k.account, st->k.service, st->k.sid);
-    if (ident) {
-        entry_tomb_key(&keys[n++], st->k.prefix, st->k.account, st->k.service, ident, ident_len);
-        ntomb++;
-    }
-    if (st->k.sid[0]) {
-        entry_tomb_key(&keys[n++], st->k.prefix, st->k.account, st->k.service, st->k.sid,
-                       strlen(st->k.sid));
-        ntomb++;
-    }
-    char nt[12];
-    snprintf(nt, sizeof nt, "%d", ntomb);
-    const char *args[2] = {nt, st->tomb_px};
-    size_t alens[2] = {strlen(nt), strlen(st->tomb_px)};
-    eval_script(st->r, inval_script, sizeof inval_script - 1, keys, n, args, alens, 2, on_del, st);
-    for (int i = 0; i < n; i++)
-        buf_free(&keys[i]);
-}
-
-static void on_inval_alias(void *arg, const struct redis_reply *rep)
-{
-    struct inval *st = arg;
-    if (rep->type == REDIS_R_STRING && rep->len > 0) {
-        inval_del(st, rep->str, rep->len);
-        return;
-    }
-    /* Without the identity the SID keys can still go; report the failure
-     * so the caller knows identity keys may be left. */
-    if (rep->type != REDIS_R_NIL && rep->type != REDIS_R_STRING)
-        st->partial = true;
-    inval_del(st, NULL, 0);
-}
-
-/* The identity's cached entries (one per family) name its SID, so the SID
- * alias and SID-keyed entries go too. Any entry will do: all are the same
- * user, or a cached 404 (no SID). */
-static void on_inval_entries(void *arg, const struct redis_reply *rep)
-{
-    struct inval *st = arg;
-    char sid[TWILIO_SID_LEN + 1] = "";
-    for (size_t i = 0; rep->type == REDIS_R_ARRAY && i < rep->n_elements && !sid[0]; i++) {
-        const struct redis_reply *el = &rep->elements[i];
-        struct entry e;
-        if (el->type == REDIS_R_STRING && entry_decode(el->str, el->len, &e) == 0 &&
-            e.status == 200 && e.sid_len == TWILIO_SID_LEN &&
-            bytes_eq(e.identity, e.identity_len, st->ident, st->ident_len)) {
-            memcpy(sid, e.sid, TWILIO_SID_LEN);
-            sid[TWILIO_SID_LEN] = '\0';
-        }
-    }
-    if (sid[0]) {
-        struct keyparts k;
-        keyparts_init(&k, st->k.prefix, st->k.account, st->k.service, sid);
-        free(st->k.block);
-        st->k = k;
-    }
-    inval_del(st, st->ident, st->ident_len);
-}
-
-void cache_invalidate_user(struct cache *c, const struct config *cfg, const char *account,
-                           const char *service, const char *identity, size_t identity_len,
-                           const char *sid, cache_done_cb cb, void *arg)
-{
+    remember_cfg(c, cfg);
     struct inval *st = util_calloc(1, sizeof *st);
-    st->r = c->r;
+    st->c = c;
     st->cb = cb;
     st->arg = arg;
-    if (sid && !*sid)
-        sid = NULL;
-    if (identity && identity_len == 0)
-        identity = NULL;
-    keyparts_init(&st->k, cfg->key_prefix, account, service, sid);
-    /* A tombstone must outlive any fetch that could have read the counter
-     * before this invalidation: every retry, the queue wait, and margin. */
-    long long tomb_ms =
-        2LL * (cfg->timeout_ms * (cfg->max_retries + 1) + cfg->queue_timeout_ms) + 5000;
-    snprintf(st->tomb_px, sizeof st->tomb_px, "%lld", tomb_ms);
-    if (!identity && !sid) {
-        redis_call_soon(c->r, on_nothing, st);
+    snprintf(st->account, sizeof st->account, "%s", account);
+    snprintf(st->service, sizeof st->service, "%s", service);
+    st->ident = util_strndup(identity, identity_len);
+    st->ident_len = identity_len;
+    st->hold_ms = hold_ms;
+    send_inval(c, cfg, account, service, identity, identity_len, hold_ms, on_inval, st);
+}
+
+/* ---- the queue of invalidations to (re)send */
+
+static void on_pending_done(void *arg, const struct redis_reply *rep)
+{
+    struct pending *p = arg;
+    struct cache *c = p->owner;
+    if (!c) {
+        pending_free(p); /* the cache went away meanwhile */
         return;
     }
-    if (identity && sid) {
-        inval_del(st, identity, identity_len);
+    struct pending **pp = &c->sending;
+    while (*pp != p)
+        pp = &(*pp)->next;
+    *pp = p->next;
+    if (rep->type == REDIS_R_INTEGER && rep->integer == 1) {
+        if (c->metrics)
+            metrics_inc(c->metrics, MCOUNT_INVALIDATIONS);
+        c->n_pending--;
+        if (p->hold_ms > 0)
+            enqueue(c, p->account, p->service, p->ident, p->ident_len, 0,
+                    util_now_ms() + p->hold_ms, false);
+        set_pending_gauge(c);
+        pending_free(p);
         return;
     }
-    if (identity) {
-        st->ident = util_calloc(1, identity_len + 1);
-        memcpy(st->ident, identity, identity_len);
-        st->ident_len = identity_len;
-        struct buf keys[FAMILY_COUNT] = {{0}};
-        const char *argv[1 + FAMILY_COUNT] = {"MGET"};
-        size_t lens[1 + FAMILY_COUNT] = {4};
-        for (int f = 0; f < FAMILY_COUNT; f++) {
-            entry_user_key(&keys[f], cfg->key_prefix, account, (enum api_family)f, service,
-                           identity, identity_len);
-            argv[1 + f] = keys[f].data;
-            lens[1 + f] = keys[f].len;
+    if (c->metrics)
+        metrics_inc(c->metrics, MCOUNT_INVALIDATIONS_RETRIED);
+    p->bypass = true; /* it failed: do not trust the cache for it meanwhile */
+    p->backoff_ms = p->backoff_ms * 2 > RETRY_MAX_MS ? RETRY_MAX_MS : p->backoff_ms * 2;
+    p->due_ms = util_now_ms() + p->backoff_ms;
+    p->next = c->pending;
+    c->pending = p;
+    arm_timer(c);
+}
+
+static void run_due(evutil_socket_t fd, short what, void *arg)
+{
+    struct cache *c = arg;
+    (void)fd;
+    (void)what;
+    int64_t now = util_now_ms();
+    struct pending **pp = &c->pending;
+    while (*pp) {
+        struct pending *p = *pp;
+        if (p->due_ms > now || !c->cfg) {
+            pp = &p->next;
+            continue;
         }
-        redis_command(c->r, on_inval_entries, st, 1 + FAMILY_COUNT, argv, lens);
-        for (int f = 0; f < FAMILY_COUNT; f++)
-            buf_free(&keys[f]);
+        *pp = p->next;
+        p->next = c->sending;
+        c->sending = p;
+        send_inval(c, c->cfg, p->account, p->service, p->ident, p->ident_len, p->hold_ms,
+                   on_pending_done, p);
+    }
+    arm_timer(c);
+}
+
+static void arm_timer(struct cache *c)
+{
+    if (!c->base)
+        return;
+    if (!c->timer && !(c->timer = evtimer_new(c->base, run_due, c)))
+        return;
+    int64_t next = INT64_MAX, now = util_now_ms();
+    for (const struct pending *p = c->pending; p; p = p->next)
+        if (p->due_ms < next)
+            next = p->due_ms;
+    if (next == INT64_MAX) {
+        evtimer_del(c->timer);
         return;
     }
-    struct buf alias = {0};
-    entry_alias_key(&alias, cfg->key_prefix, account, service, sid);
-    const char *argv[2] = {"GET", alias.data};
-    size_t lens[2] = {3, alias.len};
-    redis_command(c->r, on_inval_alias, st, 2, argv, lens);
-    buf_free(&alias);
+    int64_t ms = next > now ? next - now : 0;
+    struct timeval tv = {(time_t)(ms / 1000), (suseconds_t)((ms % 1000) * 1000)};
+    evtimer_add(c->timer, &tv);
 }
 
 /* ---- cross-instance fetch lock */
@@ -585,7 +718,8 @@ void cache_lock(struct cache *c, const struct config *cfg, const struct cache_us
     struct buf key = {0};
     char px[24];
     snprintf(px, sizeof px, "%ld", ttl_ms > 0 ? ttl_ms : 1);
-    entry_lock_key(&key, cfg->key_prefix, u->account, u->family, u->service, u->user, u->user_len);
+    entry_key(&key, cfg->key_prefix, EK_LOCK, u->account, u->service, (int)u->family, u->user,
+              u->user_len);
     const char *argv[6] = {"SET", key.data, token, "NX", "PX", px};
     size_t lens[6] = {3, key.len, strlen(token), 2, 2, strlen(px)};
     redis_command(c->r, on_lock_set, op, 6, argv, lens);
@@ -608,7 +742,8 @@ void cache_unlock(struct cache *c, const struct config *cfg, const struct cache_
                   const char *token)
 {
     struct buf key = {0};
-    entry_lock_key(&key, cfg->key_prefix, u->account, u->family, u->service, u->user, u->user_len);
+    entry_key(&key, cfg->key_prefix, EK_LOCK, u->account, u->service, (int)u->family, u->user,
+              u->user_len);
     const char *args[1] = {token};
     size_t alens[1] = {strlen(token)};
     eval_script(c->r, unlock_script, sizeof unlock_script - 1, &key, 1, args, alens, 1, on_unlocked,
@@ -626,8 +761,7 @@ struct purge {
     struct redis *r;
     cache_count_cb cb;
     void *arg;
-    struct buf patterns[2]; /* user entries, SID aliases */
-    int pattern;
+    struct buf pattern;
     char cursor[32];
     long long deleted;
 };
@@ -637,8 +771,7 @@ static void purge_scan(struct purge *st);
 static void purge_finish(struct purge *st, bool ok)
 {
     st->cb(st->arg, ok ? st->deleted : -1);
-    buf_free(&st->patterns[0]);
-    buf_free(&st->patterns[1]);
+    buf_free(&st->pattern);
     free(st);
 }
 
@@ -646,10 +779,8 @@ static void purge_finish(struct purge *st, bool ok)
 static void purge_next(struct purge *st)
 {
     if (strcmp(st->cursor, "0") == 0) {
-        if (++st->pattern == 2) {
-            purge_finish(st, true);
-            return;
-        }
+        purge_finish(st, true);
+        return;
     }
     purge_scan(st);
 }
@@ -697,7 +828,7 @@ static void on_purge_scan(void *arg, const struct redis_reply *rep)
 
 static void purge_scan(struct purge *st)
 {
-    const struct buf *pat = &st->patterns[st->pattern];
+    const struct buf *pat = &st->pattern;
     const char *argv[6] = {"SCAN", st->cursor, "MATCH", pat->data, "COUNT", PURGE_SCAN_COUNT};
     size_t lens[6] = {4, strlen(st->cursor), 5, pat->len, 5, strlen(PURGE_SCAN_COUNT)};
     redis_command(st->r, on_purge_scan, st, 6, argv, lens);
@@ -710,8 +841,7 @@ void cache_purge_service(struct cache *c, const struct config *cfg, const char *
     st->r = c->r;
     st->cb = cb;
     st->arg = arg;
-    entry_service_pattern(&st->patterns[0], cfg->key_prefix, account, service, false);
-    entry_service_pattern(&st->patterns[1], cfg->key_prefix, account, service, true);
+    entry_service_pattern(&st->pattern, cfg->key_prefix, account, service);
     snprintf(st->cursor, sizeof st->cursor, "0");
     purge_scan(st);
 }

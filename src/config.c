@@ -65,6 +65,7 @@ enum ktype {
     K_ALLOW,     /* client: route action words */
     K_NETWORKS,  /* client: "*" or CIDRs and "unix" */
     K_RATE,      /* non-negative number, double; arg "burst" for a burst row */
+    K_PREFIX,    /* Redis key prefix: no '{' or '}' (they would break hash tags) */
 };
 
 struct key {
@@ -154,7 +155,7 @@ static const struct key keys[] = {
     {"redis", "username", K_OPTSTR, "", .off = C(redis_username)},
     {"redis", "password", K_SECRET, "", .off = C(redis_password), .arg = "password_file"},
     {"redis", "password_file", K_SECRET_FILE, "", .off = C(redis_password), .arg = "password"},
-    {"redis", "key_prefix", K_STR, "usergate:", .off = C(key_prefix)},
+    {"redis", "key_prefix", K_PREFIX, "usergate:", .off = C(key_prefix)},
     {"redis", "timeout_ms", K_MS, "250", .off = C(redis_timeout_ms), .min = 1, .max = 60000},
 
     {"cache", "ttl", K_SEC, "300", .off = C(ttl), .min = 1, .max = 31536000},
@@ -163,6 +164,10 @@ static const struct key keys[] = {
      .max = 86400},
     {"cache", "stale_if_error", K_SEC, "3600", .off = C(stale_if_error), .min = 0, .max = 604800},
     {"cache", "lock_timeout_ms", K_MS, "3000", .off = C(lock_timeout_ms), .min = 0, .max = 60000},
+    {"cache", "unknown_write_hold_ms", K_MS, "30000", .off = C(unknown_write_hold_ms), .min = 0,
+     .max = 3600000},
+    {"cache", "invalidation_queue", K_INT, "10000", .off = C(invalidation_queue), .min = 0,
+     .max = 10000000},
 };
 #define N_KEYS UG_ARRAY_LEN(keys)
 
@@ -713,6 +718,12 @@ static void set_key(struct file_ctx *fc, const char *section, const struct key *
     case K_STR:
     case K_OPTSTR:
         set_str(slot, val, k->type == K_OPTSTR);
+        break;
+    case K_PREFIX:
+        if (strpbrk(val, "{}"))
+            err(fc, "%s: must not contain '{' or '}' (Redis Cluster hash tags)", label);
+        else
+            set_str(slot, val, false);
         break;
     case K_NAME: {
         const char *p = val;

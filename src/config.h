@@ -107,6 +107,8 @@ struct config {
     long stale_while_revalidate; /* seconds, 60 */
     long stale_if_error;         /* seconds, 3600 */
     long lock_timeout_ms;        /* cross-instance fetch lock; 0 = off; 3000 */
+    long unknown_write_hold_ms; /* a write with unknown outcome holds the user uncacheable; 30000 */
+    long invalidation_queue;    /* invalidations queued for retry per worker; 10000 */
 
     struct config_client *clients;
     size_t n_clients;

@@ -5,49 +5,43 @@
 #include "entry.h"
 
 #include <inttypes.h>
+#include <stdio.h>
 #include <string.h>
 
 #include <cjson/cJSON.h>
 
 #include "twilio.h"
 
-void entry_user_key(struct buf *out, const char *prefix, const char *account, enum api_family f,
-                    const char *service, const char *ident, size_t ident_len)
+/* Every key of one user name shares "{<tag>}": the 16 hex digits of a keyed
+ * hash of (account, service, name), so Redis Cluster keeps a user's entries,
+ * version, hold and lock in one slot (scripts may touch them together) and
+ * spreads users over all slots. The name itself follows, raw and last. */
+void entry_tag(char out[ENTRY_TAG_LEN + 1], const char *account, const char *service,
+               const char *name, size_t name_len)
 {
+    static const uint64_t key[2] = {0x7573657267617465ULL, 0x736c6f742d746167ULL};
+    struct buf b = {0};
+    buf_puts(&b, account);
+    buf_append(&b, "", 1);
+    buf_puts(&b, service);
+    buf_append(&b, "", 1);
+    buf_append(&b, name, name_len);
+    snprintf(out, ENTRY_TAG_LEN + 1, "%016" PRIx64, util_siphash(key, b.data, b.len));
+    buf_free(&b);
+}
+
+void entry_key(struct buf *out, const char *prefix, enum entry_key_kind kind, const char *account,
+               const char *service, int family, const char *name, size_t name_len)
+{
+    char tag[ENTRY_TAG_LEN + 1];
+    entry_tag(tag, account, service, name, name_len);
     buf_reset(out);
-    buf_printf(out, "%su:%s:%s:%s:", prefix, account, route_family_tag(f), service);
+    buf_printf(out, "%s%c:{%s}:%s:%s:", prefix, (char)kind, tag, account, service);
+    if (family >= 0)
+        buf_printf(out, "%s:", route_family_tag((enum api_family)family));
     /* Appended raw, after the last separator, so any byte (':' or NUL
-     * included) stays part of the identity and cannot shift other fields. */
-    buf_append(out, ident, ident_len);
-}
-
-void entry_alias_key(struct buf *out, const char *prefix, const char *account, const char *service,
-                     const char *sid)
-{
-    buf_reset(out);
-    buf_printf(out, "%sa:%s:%s:%s", prefix, account, service, sid);
-}
-
-void entry_clock_key(struct buf *out, const char *prefix, const char *account)
-{
-    buf_reset(out);
-    buf_printf(out, "%sc:%s", prefix, account);
-}
-
-void entry_tomb_key(struct buf *out, const char *prefix, const char *account, const char *service,
-                    const char *ident, size_t ident_len)
-{
-    buf_reset(out);
-    buf_printf(out, "%sg:%s:%s:", prefix, account, service);
-    buf_append(out, ident, ident_len);
-}
-
-void entry_lock_key(struct buf *out, const char *prefix, const char *account, enum api_family f,
-                    const char *service, const char *ident, size_t ident_len)
-{
-    buf_reset(out);
-    buf_printf(out, "%sl:%s:%s:%s:", prefix, account, route_family_tag(f), service);
-    buf_append(out, ident, ident_len);
+     * included) stays part of the name and cannot shift other fields. */
+    buf_append(out, name, name_len);
 }
 
 /* Redis glob metacharacters are backslash-escaped so a prefix such as
@@ -62,17 +56,17 @@ static void glob_escape(struct buf *out, const char *s)
 }
 
 void entry_service_pattern(struct buf *out, const char *prefix, const char *account,
-                           const char *service, bool alias)
+                           const char *service)
 {
     buf_reset(out);
     glob_escape(out, prefix);
-    buf_puts(out, alias ? "a:" : "u:");
+    /* Any kind, any tag: "<prefix>?:{*}:<account>:<service>:*". '*' may also
+     * match a key of another service whose name contains
+     * ":<account>:<service>:"; over-matching only purges extra cache keys,
+     * which is always safe. */
+    buf_puts(out, "?:{*}:");
     glob_escape(out, account);
-    /* User keys carry the family tag before the service. Redis globs have
-     * no alternation, so '*' stands for the tag; it may also match a key of
-     * another service whose identity contains ":<service>:". Over-matching
-     * only purges extra cache entries, which is always safe. */
-    buf_puts(out, alias ? ":" : ":*:");
+    buf_puts(out, ":");
     glob_escape(out, service);
     buf_puts(out, ":*");
 }
@@ -80,8 +74,10 @@ void entry_service_pattern(struct buf *out, const char *prefix, const char *acco
 void entry_encode(struct buf *out, const struct entry *e)
 {
     buf_reset(out);
-    buf_printf(out, "UG%d %d %" PRId64 " %" PRId64 " %zu %zu %zu\n", ENTRY_VERSION, e->status,
-               e->stored_ms, e->fresh_until_ms, e->sid_len, e->identity_len, e->body_len);
+    buf_printf(out, "UG%d %d %" PRId64 " %" PRId64 " %zu %zu %zu %zu\n", ENTRY_VERSION, e->status,
+               e->stored_ms, e->fresh_until_ms, e->ver_len, e->sid_len, e->identity_len,
+               e->body_len);
+    buf_append(out, e->ver, e->ver_len);
     buf_append(out, e->sid, e->sid_len);
     buf_append(out, e->identity, e->identity_len);
     buf_append(out, e->body, e->body_len);
@@ -109,21 +105,23 @@ static int parse_num(const char **p, const char *end, char term, uint64_t *out)
 int entry_decode(const char *data, size_t len, struct entry *e)
 {
     const char *p = data, *end = data + len;
-    uint64_t version, status, stored, fresh, sid_len, id_len, body_len;
+    uint64_t version, status, stored, fresh, ver_len, sid_len, id_len, body_len;
     if (len < 2 || memcmp(p, "UG", 2) != 0)
         return -1;
     p += 2;
     if (parse_num(&p, end, ' ', &version) < 0 || version != ENTRY_VERSION ||
         parse_num(&p, end, ' ', &status) < 0 || parse_num(&p, end, ' ', &stored) < 0 ||
-        parse_num(&p, end, ' ', &fresh) < 0 || parse_num(&p, end, ' ', &sid_len) < 0 ||
-        parse_num(&p, end, ' ', &id_len) < 0 || parse_num(&p, end, '\n', &body_len) < 0)
+        parse_num(&p, end, ' ', &fresh) < 0 || parse_num(&p, end, ' ', &ver_len) < 0 ||
+        parse_num(&p, end, ' ', &sid_len) < 0 || parse_num(&p, end, ' ', &id_len) < 0 ||
+        parse_num(&p, end, '\n', &body_len) < 0)
         return -1;
     if (status != 200 && status != 404)
         return -1;
     /* Each length is bounded by what is left before they are summed, so the
      * sum cannot overflow; it must then account for every remaining byte. */
     size_t left = (size_t)(end - p);
-    if (sid_len > left || id_len > left || body_len > left || sid_len + id_len + body_len != left)
+    if (ver_len > left || sid_len > left || id_len > left || body_len > left ||
+        ver_len + sid_len + id_len + body_len != left || ver_len > ENTRY_VER_MAX)
         return -1;
     /* A positive entry without its SID or identity cannot be checked
      * against the request that found it. */
@@ -132,6 +130,9 @@ int entry_decode(const char *data, size_t len, struct entry *e)
     e->status = (int)status;
     e->stored_ms = (int64_t)stored;
     e->fresh_until_ms = (int64_t)fresh;
+    e->ver = p;
+    e->ver_len = (size_t)ver_len;
+    p += ver_len;
     e->sid = p;
     e->sid_len = (size_t)sid_len;
     e->identity = p + sid_len;

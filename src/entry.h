@@ -1,15 +1,19 @@
 /* entry: what a cached user is, as pure functions — key derivation and the
  * versioned envelope stored in Redis. No I/O.
  *
- * Keys (identity last, so it may hold any byte; other parts never hold ':'):
- *   user entry: <prefix>u:<account>:<family-tag>:<service>:<identity-or-SID>
- *   SID alias:  <prefix>a:<account>:<service>:<US-sid>  -> identity
- *   counter:    <prefix>c:<account>           (invalidation clock, cache.c)
- *   tombstone:  <prefix>g:<account>:<service>:<identity-or-SID>
- *   fetch lock: <prefix>l:<account>:<family-tag>:<service>:<identity-or-SID>
- * A 404 for a SID is stored as a user entry whose last part is the SID;
- * identities can never match the SID pattern (Twilio 50206), so the two never
- * collide. */
+ * Keys: <prefix><kind>:{<tag>}:<account>:<service>:[<family>:]<name>, where
+ * name is an identity or a user SID (raw, last, so it may hold any byte) and
+ * tag is entry_tag(account, service, name). Kinds:
+ *   u  user entry, per family (a 404 for a SID is an entry named by the SID)
+ *   v  the name's version: a random value replaced by every invalidation;
+ *      entries carry the version they were stored under and are valid only
+ *      while it is current (cache.c)
+ *   h  a hold: while it exists the name is uncacheable (unknown-outcome writes)
+ *   l  the cross-instance fetch lock, per family
+ *   a  SID alias (named by the SID): SID -> identity
+ * All keys of one name share its tag, hence one Redis Cluster slot; a SID's
+ * alias lives in the SID's slot. Identities can never match the SID pattern
+ * (Twilio 50206), so the two kinds of names never collide. */
 #ifndef USERGATE_ENTRY_H
 #define USERGATE_ENTRY_H
 
@@ -20,32 +24,38 @@
 #include "route.h"
 #include "util.h"
 
-/* Append the user entry key to out (out is reset first). */
-void entry_user_key(struct buf *out, const char *prefix, const char *account, enum api_family f,
-                    const char *service, const char *ident, size_t ident_len);
-/* Append the SID alias key to out (out is reset first). */
-void entry_alias_key(struct buf *out, const char *prefix, const char *account, const char *service,
-                     const char *sid);
-/* Coherence keys (see cache.c): the account's invalidation counter, and a
- * user name's tombstone holding the counter value of its last invalidation. */
-void entry_clock_key(struct buf *out, const char *prefix, const char *account);
-void entry_tomb_key(struct buf *out, const char *prefix, const char *account, const char *service,
-                    const char *ident, size_t ident_len);
-/* The cross-instance fetch lock of one user name in one family (cache.h). */
-void entry_lock_key(struct buf *out, const char *prefix, const char *account, enum api_family f,
-                    const char *service, const char *ident, size_t ident_len);
-/* Pattern matching every key of one service (for SCAN MATCH in purges);
- * glob metacharacters in prefix are escaped. */
+enum entry_key_kind {
+    EK_ENTRY = 'u',
+    EK_VERSION = 'v',
+    EK_HOLD = 'h',
+    EK_LOCK = 'l',
+    EK_ALIAS = 'a',
+};
+#define ENTRY_TAG_LEN 16
+/* The hash tag of a name (16 hex digits). */
+void entry_tag(char out[ENTRY_TAG_LEN + 1], const char *account, const char *service,
+               const char *name, size_t name_len);
+/* The key of kind for name (out is reset first); family -1 for kinds that
+ * are not per family (v, h, a). */
+void entry_key(struct buf *out, const char *prefix, enum entry_key_kind kind, const char *account,
+               const char *service, int family, const char *name, size_t name_len);
+/* Pattern matching every key of one service, of every kind (for SCAN MATCH
+ * in purges); glob metacharacters in prefix are escaped. */
 void entry_service_pattern(struct buf *out, const char *prefix, const char *account,
-                           const char *service, bool alias);
+                           const char *service);
 
-#define ENTRY_VERSION 1
+/* Longest version value an envelope carries. */
+#define ENTRY_VER_MAX 32
+
+#define ENTRY_VERSION 2
 
 struct entry {
     int status;             /* 200 or 404 */
     int64_t stored_ms;      /* wall clock */
     int64_t fresh_until_ms; /* wall clock */
-    const char *sid;        /* user SID ("" for negative entries) */
+    const char *ver;        /* the name's version when stored ("" for SID negatives) */
+    size_t ver_len;
+    const char *sid; /* user SID ("" for negative entries) */
     size_t sid_len;
     const char *identity; /* identity ("" when unknown) */
     size_t identity_len;
@@ -54,8 +64,8 @@ struct entry {
 };
 
 /* Encode e into out (reset first). Format:
- * "UG<version> <status> <stored_ms> <fresh_until_ms> <sid_len> <identity_len> <body_len>\n"
- * followed by sid, identity and body bytes. */
+ * "UG<version> <status> <stored_ms> <fresh_until_ms> <ver_len> <sid_len> <identity_len>
+ * <body_len>\n" followed by ver, sid, identity and body bytes. */
 void entry_encode(struct buf *out, const struct entry *e);
 /* Decode data[0..len) into e; pointers point into data. Returns 0, or -1 on
  * anything malformed or of another version (treated as a miss by callers). */

@@ -73,6 +73,15 @@ static const struct {
     [MCOUNT_CONN_REFUSED_PER_IP] = {"usergate_connections_refused_total", "reason=\"per_ip\"",
                                     "Client connections refused (503) over max_connections or "
                                     "max_connections_per_ip."},
+    [MCOUNT_INVALIDATIONS_RETRIED] = {"usergate_invalidations_retried_total", NULL,
+                                      "Queued invalidations sent again after Redis failed them."},
+    [MCOUNT_INVALIDATIONS_DROPPED] = {"usergate_invalidations_dropped_total", NULL,
+                                      "Invalidations lost because the retry queue "
+                                      "(invalidation_queue) was full."},
+    [MCOUNT_DEFAULT_SERVICE_MISMATCH] = {"usergate_default_service_mismatch_total", NULL,
+                                         "Writes through /v1/Users whose answer named another "
+                                         "service than the default usergate resolved, and "
+                                         "re-learnings that found the default changed."},
     [MCOUNT_HEADER_TIMEOUTS] = {"usergate_request_timeouts_total", "phase=\"header\"",
                                 "Requests not received within header_timeout_ms or "
                                 "body_timeout_ms (408), by phase."},
@@ -98,6 +107,9 @@ static const struct {
     [MGAUGE_UPSTREAM_INFLIGHT] = {"usergate_upstream_inflight", "Upstream requests in flight."},
     [MGAUGE_UPSTREAM_QUEUE] = {"usergate_upstream_queue_depth",
                                "Requests waiting for an upstream slot."},
+    [MGAUGE_INVALIDATIONS_PENDING] = {"usergate_invalidations_pending",
+                                      "Invalidations Redis has not taken yet, queued for "
+                                      "retry (and hold ends to re-invalidate)."},
 };
 
 /* The labelled families, in render order. */

@@ -48,11 +48,14 @@ enum metric_counter {
     MCOUNT_UPSTREAM_PACE_REFUSED, /* usergate_upstream_pace_refused_total */
     MCOUNT_CONN_REFUSED_TOTAL,    /* usergate_connections_refused_total{reason="total"} */
     MCOUNT_CONN_REFUSED_PER_IP,   /* usergate_connections_refused_total{reason="per_ip"} */
-    MCOUNT_HEADER_TIMEOUTS,       /* usergate_request_timeouts_total{phase="header"} */
-    MCOUNT_BODY_TIMEOUTS,         /* usergate_request_timeouts_total{phase="body"} */
-    MCOUNT_AUTH_FAILURES,         /* usergate_auth_failures_total */
-    MCOUNT_CONFIG_RELOADS_OK,     /* usergate_config_reloads_total{result="ok"} */
-    MCOUNT_CONFIG_RELOADS_FAILED, /* usergate_config_reloads_total{result="failed"} */
+    MCOUNT_INVALIDATIONS_RETRIED, /* usergate_invalidations_retried_total */
+    MCOUNT_INVALIDATIONS_DROPPED, /* usergate_invalidations_dropped_total */
+    MCOUNT_DEFAULT_SERVICE_MISMATCH, /* usergate_default_service_mismatch_total */
+    MCOUNT_HEADER_TIMEOUTS,          /* usergate_request_timeouts_total{phase="header"} */
+    MCOUNT_BODY_TIMEOUTS,            /* usergate_request_timeouts_total{phase="body"} */
+    MCOUNT_AUTH_FAILURES,            /* usergate_auth_failures_total */
+    MCOUNT_CONFIG_RELOADS_OK,        /* usergate_config_reloads_total{result="ok"} */
+    MCOUNT_CONFIG_RELOADS_FAILED,    /* usergate_config_reloads_total{result="failed"} */
     MCOUNT_COUNT
 };
 
@@ -63,6 +66,7 @@ enum metric_gauge {
     MGAUGE_CONNECTIONS,       /* usergate_connections */
     MGAUGE_UPSTREAM_INFLIGHT, /* usergate_upstream_inflight */
     MGAUGE_UPSTREAM_QUEUE,    /* usergate_upstream_queue_depth */
+    MGAUGE_INVALIDATIONS_PENDING, /* usergate_invalidations_pending */
     MGAUGE_COUNT
 };
 

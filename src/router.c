@@ -16,6 +16,7 @@
 #include "cache.h"
 #include "config.h"
 #include "entry.h"
+#include "flight.h"
 #include "admission.h"
 #include "links.h"
 #include "log.h"
@@ -29,35 +30,29 @@
 
 struct rstate;
 
-/* One fetch of one user, shared by every request that missed on it. With
- * lock_timeout_ms set it first takes the user's lock in Redis, so gateways
- * sharing that Redis fetch once: a flight that finds the lock held polls the
- * cache until the holder's result lands there, the lock frees up (holder gone:
- * then it takes the lock and fetches), or lock_timeout_ms passes (then it
- * fetches anyway). */
-enum flight_state { FL_LOCKING, FL_WAITING, FL_FETCHING };
-
+/* One fetch of one user, shared by every request whose lookup saw the same
+ * stamp; its life is flight.c's state machine, this is its I/O. With
+ * lock_timeout_ms set it first takes the identity's lock in Redis, so
+ * gateways sharing that Redis fetch once. */
 struct flight {
     struct flight *next; /* bucket chain */
     struct router *r;
-    struct buf key; /* family tag, service, user: the coalescing identity */
+    struct flight_sm sm;
+    struct flight_policy pol;
+    bool linked;    /* in the table (joinable) */
+    struct buf key; /* foreground/background, family, service, user, stamp */
     struct rstate *waiters;
     struct upstream_call *call;
-    struct config *cfg; /* snapshot used for the fetch and the store */
-    struct cache_user cu;
+    struct config *cfg;   /* snapshot used for the fetch and the store */
+    struct cache_user cu; /* the user as the requests named it */
+    struct cache_user id; /* its identity (for the lock), when known */
+    struct cache_stamp stamp;
     char service[TWILIO_SID_LEN + 1];
     char *user;
     char *url;
-    enum flight_state state;
     bool store;
-    bool background; /* a stale-while-revalidate refresh: nobody waits */
-    bool locked;     /* this flight owns the Redis lock */
-    bool op_pending; /* a cache_lock / cache_lookup callback is still owed */
     struct event *poll_timer;
-    long poll_ms;
-    int64_t wait_until_ms;
     char token[33]; /* lock owner token */
-    int64_t epoch;  /* invalidation counter seen before the fetch (cache.h) */
 };
 
 /* Flights polling for another's lock, per worker: past this, new misses
@@ -72,7 +67,7 @@ struct router {
     struct event *learn_timer;
     long learn_backoff_ms;
     bool learning;
-    int lock_waits; /* flights in FL_WAITING */
+    int lock_waits; /* flights in FS_WAITING / FS_POLLING */
 };
 
 /* Per-request state; freed by finish(). */
@@ -101,7 +96,9 @@ struct rstate {
     char content_type[128];
     char request_id[64];
     enum upstream_outcome outcome;
-    char identity[TWILIO_IDENTITY_MAX + 1]; /* from the create form */
+    char identity[TWILIO_IDENTITY_MAX + 1]; /* from the create form, or the SID's alias */
+    size_t identity_len;
+    int invals_owed; /* invalidation callbacks still to come */
 };
 
 static enum metric_api family_api(enum api_family f)
@@ -276,29 +273,25 @@ static struct flight **flight_slot(struct router *r, const struct buf *key)
     return pp;
 }
 
+/* Out of the table: nobody joins it any more. */
 static void flight_unlink(struct flight *fl)
 {
-    struct flight **pp = flight_slot(fl->r, &fl->key);
-    if (*pp == fl)
+    if (!fl->linked)
+        return;
+    struct flight **pp = &fl->r->buckets[hash_bytes(fl->key.data, fl->key.len) % FLIGHT_BUCKETS];
+    while (*pp && *pp != fl)
+        pp = &(*pp)->next;
+    if (*pp)
         *pp = fl->next;
+    fl->linked = false;
 }
 
-static void flight_set_state(struct flight *fl, enum flight_state st)
-{
-    if (fl->state == FL_WAITING)
-        fl->r->lock_waits--;
-    if (st == FL_WAITING)
-        fl->r->lock_waits++;
-    fl->state = st;
-}
-
-/* Unlink, give the lock back, free. Waiters must have been answered. */
+/* Give the lock back, free. Waiters must have been answered. */
 static void flight_free(struct flight *fl)
 {
     flight_unlink(fl);
-    flight_set_state(fl, FL_FETCHING);
-    if (fl->locked)
-        cache_unlock(fl->r->w->cache, fl->cfg, &fl->cu, fl->token);
+    if (fl->sm.locked)
+        cache_unlock(fl->r->w->cache, fl->cfg, &fl->id, fl->token);
     if (fl->poll_timer)
         event_free(fl->poll_timer);
     buf_free(&fl->key);
@@ -308,12 +301,6 @@ static void flight_free(struct flight *fl)
     free(fl);
 }
 
-/* Nobody is left to answer: a foreground flight whose clients all left. */
-static bool flight_abandoned(const struct flight *fl)
-{
-    return !fl->background && !fl->waiters;
-}
-
 /* Take the waiters off the flight (and it out of the table, so requests
  * arriving while they are answered start afresh). */
 static struct rstate *flight_take_waiters(struct flight *fl)
@@ -321,6 +308,7 @@ static struct rstate *flight_take_waiters(struct flight *fl)
     flight_unlink(fl);
     struct rstate *rs = fl->waiters;
     fl->waiters = NULL;
+    fl->sm.waiters = 0;
     for (struct rstate *w = rs; w; w = w->flight_next)
         w->flight = NULL;
     return rs;
@@ -353,31 +341,49 @@ static void answer_waiter(struct rstate *rs, const struct upstream_response *res
                        resp->body.len);
 }
 
+static void flight_step_run(struct flight *fl, enum flight_event ev, const void *data);
+
 static void flight_done(void *arg, const struct upstream_response *resp)
 {
     struct flight *fl = arg;
-    struct router *r = fl->r;
     fl->call = NULL;
-    record_upstream(r, fl->cu.family, resp);
-    if (resp->outcome == UPSTREAM_OK && fl->store && (resp->status == 200 || resp->status == 404)) {
-        long ttl = resp->status == 200 ? fl->cfg->ttl : fl->cfg->negative_ttl;
-        /* Sent before the unlock (flight_free) on the same connection, so
-         * pollers on other instances find the entry when the lock goes. */
-        cache_store(r->w->cache, fl->cfg, &fl->cu, resp->status, resp->body.data, resp->body.len,
-                    ttl, fl->epoch, NULL, NULL);
-        metrics_inc(r->w->metrics, MCOUNT_CACHE_STORES);
-    }
-    struct rstate *rs = flight_take_waiters(fl);
-    while (rs) {
-        struct rstate *next = rs->flight_next;
-        answer_waiter(rs, resp);
-        rs = next;
-    }
-    flight_free(fl);
+    record_upstream(fl->r, fl->cu.family, resp);
+    flight_step_run(fl, FE_FETCH_DONE, resp);
 }
 
-/* Another fetch (usually another instance) filled the cache while we polled. */
-static void flight_answer_entry(struct flight *fl, const struct entry *e)
+static void on_flight_lock(void *arg, enum cache_lock_result res)
+{
+    struct flight *fl = arg;
+    if (res == CACHE_LOCK_ACQUIRED)
+        metrics_inc(fl->r->w->metrics, MCOUNT_LOCK_ACQUIRED);
+    flight_step_run(fl,
+                    res == CACHE_LOCK_ACQUIRED ? FE_LOCK_ACQUIRED
+                    : res == CACHE_LOCK_HELD   ? FE_LOCK_HELD
+                                               : FE_LOCK_ERROR,
+                    NULL);
+}
+
+static void on_flight_poll(void *arg, enum cache_result res, const struct entry *e,
+                           const struct cache_stamp *stamp)
+{
+    struct flight *fl = arg;
+    (void)stamp;
+    if (res == CACHE_FOUND && util_wall_ms() < e->fresh_until_ms)
+        flight_step_run(fl, FE_POLL_FOUND, e);
+    else
+        flight_step_run(fl, res == CACHE_ERROR ? FE_POLL_ERROR : FE_POLL_ABSENT, NULL);
+}
+
+static void on_poll_timer(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    flight_step_run(arg, FE_POLL_TIMER, NULL);
+}
+
+/* Every waiter gets the entry another fetch (usually another instance's)
+ * put in the cache while we polled. */
+static void flight_answer_cache(struct flight *fl, const struct entry *e)
 {
     metrics_inc(fl->r->w->metrics, MCOUNT_LOCK_SERVED);
     int64_t now = util_wall_ms();
@@ -389,116 +395,89 @@ static void flight_answer_entry(struct flight *fl, const struct entry *e)
         finish(rs->req, e->status, &meta, e->body, e->body_len);
         rs = next;
     }
-    flight_free(fl);
 }
 
-/* Go upstream. May answer the waiters (and free fl) before returning. */
-static void flight_fetch(struct flight *fl)
+static void flight_answer_fetch(struct flight *fl, const struct upstream_response *resp)
 {
-    flight_set_state(fl, FL_FETCHING);
-    fl->call = start_upstream(fl->r, fl->cfg, fl->cu.family, fl->service, "GET", fl->url, NULL,
-                              NULL, flight_done, fl);
-    if (fl->call)
-        return;
+    struct router *r = fl->r;
+    if (resp->outcome == UPSTREAM_OK && fl->store && (resp->status == 200 || resp->status == 404)) {
+        long ttl = resp->status == 200 ? fl->cfg->ttl : fl->cfg->negative_ttl;
+        /* Sent before the unlock (flight_free) on the same connection, so
+         * pollers on other instances find the entry when the lock goes. */
+        cache_store(r->w->cache, fl->cfg, &fl->cu, resp->status, resp->body.data, resp->body.len,
+                    ttl, &fl->stamp, NULL, NULL);
+        metrics_inc(r->w->metrics, MCOUNT_CACHE_STORES);
+    }
     struct rstate *rs = flight_take_waiters(fl);
     while (rs) {
         struct rstate *next = rs->flight_next;
-        finish_error(rs->req, 502, TWILIO_E_UNAVAILABLE, "Cannot start upstream request");
+        answer_waiter(rs, resp);
         rs = next;
     }
-    flight_free(fl);
 }
 
-static void on_flight_lock(void *arg, enum cache_lock_result res);
-
-static void flight_try_lock(struct flight *fl)
+/* Feed an event to the state machine and carry out what it asks. The
+ * flight may be freed when this returns. */
+static void flight_step_run(struct flight *fl, enum flight_event ev, const void *data)
 {
-    fl->op_pending = true;
-    cache_lock(fl->r->w->cache, fl->cfg, &fl->cu, fl->token, fl->cfg->lock_timeout_ms,
-               on_flight_lock, fl);
-}
-
-static void on_flight_poll(void *arg, enum cache_result res, const struct entry *e, int64_t epoch)
-{
-    struct flight *fl = arg;
-    (void)epoch;
-    fl->op_pending = false;
-    if (flight_abandoned(fl)) {
-        flight_free(fl);
-        return;
-    }
-    if (res == CACHE_FOUND && util_wall_ms() < e->fresh_until_ms) {
-        flight_answer_entry(fl, e);
-        return;
-    }
-    if (res == CACHE_ERROR) {
-        flight_fetch(fl); /* Redis failing: fail open */
-        return;
-    }
-    flight_try_lock(fl); /* not there yet: is the holder still at it? */
-}
-
-static void on_poll_timer(evutil_socket_t fd, short what, void *arg)
-{
-    struct flight *fl = arg;
-    (void)fd;
-    (void)what;
-    if (flight_abandoned(fl)) {
-        flight_free(fl);
-        return;
-    }
-    fl->op_pending = true;
-    cache_lookup(fl->r->w->cache, fl->cfg, &fl->cu, on_flight_poll, fl);
-}
-
-static void on_flight_lock(void *arg, enum cache_lock_result res)
-{
-    struct flight *fl = arg;
     struct router *r = fl->r;
-    fl->op_pending = false;
-    fl->locked = res == CACHE_LOCK_ACQUIRED;
-    if (flight_abandoned(fl)) {
+    enum flight_action a = flight_step(&fl->sm, ev, util_now_ms(), &fl->pol);
+    if (ev == FE_LOCK_HELD && a == FA_FETCH)
+        metrics_inc(r->w->metrics,
+                    fl->sm.wait_until_ms ? MCOUNT_LOCK_TIMEOUT : MCOUNT_LOCK_OVERFLOW);
+    switch (a) {
+    case FA_NONE:
+        return;
+    case FA_TRY_LOCK:
+        cache_lock(r->w->cache, fl->cfg, &fl->id, fl->token, fl->cfg->lock_timeout_ms,
+                   on_flight_lock, fl);
+        return;
+    case FA_FETCH:
+        fl->call = start_upstream(r, fl->cfg, fl->cu.family, fl->service, "GET", fl->url, NULL,
+                                  NULL, flight_done, fl);
+        if (!fl->call) {
+            struct rstate *rs = flight_take_waiters(fl);
+            while (rs) {
+                struct rstate *next = rs->flight_next;
+                finish_error(rs->req, 502, TWILIO_E_UNAVAILABLE, "Cannot start upstream request");
+                rs = next;
+            }
+            flight_free(fl);
+        }
+        return;
+    case FA_ARM_POLL: {
+        if (!fl->poll_timer && !(fl->poll_timer = evtimer_new(r->w->base, on_poll_timer, fl))) {
+            flight_step_run(fl, FE_POLL_TIMER, NULL); /* poll at once rather than hang */
+            return;
+        }
+        struct timeval tv = {0, fl->sm.poll_ms * 1000};
+        evtimer_add(fl->poll_timer, &tv);
+        return;
+    }
+    case FA_POLL:
+        cache_lookup(r->w->cache, fl->cfg, &fl->cu, on_flight_poll, fl);
+        return;
+    case FA_ANSWER_CACHE:
+        flight_answer_cache(fl, data);
+        flight_free(fl);
+        return;
+    case FA_ANSWER_FETCH:
+        flight_answer_fetch(fl, data);
+        flight_free(fl);
+        return;
+    case FA_CANCEL_FETCH:
+        if (fl->call)
+            upstream_cancel(fl->call); /* flight_done runs later with CANCELLED */
+        return;
+    case FA_FREE:
         flight_free(fl);
         return;
     }
-    if (res == CACHE_LOCK_ACQUIRED)
-        metrics_inc(r->w->metrics, MCOUNT_LOCK_ACQUIRED);
-    if (res != CACHE_LOCK_HELD) {
-        flight_fetch(fl); /* ours, or Redis failing (fail open) */
-        return;
-    }
-    if (fl->background) {
-        flight_free(fl); /* someone else is refreshing this user */
-        return;
-    }
-    if (fl->state == FL_LOCKING) {
-        if (r->lock_waits >= MAX_LOCK_WAITS) {
-            metrics_inc(r->w->metrics, MCOUNT_LOCK_OVERFLOW);
-            flight_fetch(fl);
-            return;
-        }
-        fl->poll_timer = evtimer_new(r->w->base, on_poll_timer, fl);
-        if (!fl->poll_timer) {
-            flight_fetch(fl);
-            return;
-        }
-        flight_set_state(fl, FL_WAITING);
-        fl->wait_until_ms = util_now_ms() + fl->cfg->lock_timeout_ms;
-        fl->poll_ms = POLL_MIN_MS;
-    } else if (util_now_ms() >= fl->wait_until_ms) {
-        /* The holder is slow or stuck: do not make clients hang on it. */
-        metrics_inc(r->w->metrics, MCOUNT_LOCK_TIMEOUT);
-        flight_fetch(fl);
-        return;
-    }
-    struct timeval tv = {0, fl->poll_ms * 1000};
-    evtimer_add(fl->poll_timer, &tv);
-    fl->poll_ms = fl->poll_ms * 3 / 2 > POLL_MAX_MS ? POLL_MAX_MS : fl->poll_ms * 3 / 2;
 }
 
-/* The client went away while waiting on a flight: stop waiting, and cancel the
- * fetch if nobody else waits for it. The listener has already detached req, so
- * answering here only records it (499, as nginx logs it) and frees it. */
+/* The client went away while waiting on a flight: stop waiting. The
+ * listener has already detached req, so answering here only records it
+ * (499, as nginx logs it) and frees it. */
 static void fetch_abort(struct request *req)
 {
     struct rstate *rs = req->rstate;
@@ -511,108 +490,123 @@ static void fetch_abort(struct request *req)
     if (*pp)
         *pp = rs->flight_next;
     rs->flight = NULL;
-    if (flight_abandoned(fl)) {
-        if (fl->call)
-            upstream_cancel(fl->call); /* flight_done runs later with CANCELLED */
-        else if (fl->state == FL_WAITING && !fl->op_pending)
-            flight_free(fl); /* between polls */
-        /* else the pending lock/lookup callback frees it */
-    }
     finish_error(req, 499, TWILIO_E_BAD_REQUEST, "Client closed the request");
+    flight_step_run(fl, FE_WAITER_LEFT, NULL);
 }
 
-static void flight_key(struct buf *key, enum api_family f, const char *service, const char *user,
-                       size_t user_len)
+/* Requests share a flight only when everything that decides its answer is
+ * the same: foreground or not, family, service, the name asked for, and the
+ * stamp their lookups saw (a request that looked up after a write has a new
+ * version, so it never joins a fetch that started before the write). */
+static void flight_key(struct buf *key, bool background, const struct cache_user *cu,
+                       const struct cache_stamp *s)
 {
     buf_reset(key);
-    buf_puts(key, route_family_tag(f));
+    buf_puts(key, background ? "B" : "F");
+    buf_puts(key, route_family_tag(cu->family));
     buf_append(key, "\0", 1);
-    buf_puts(key, service);
+    buf_puts(key, cu->service);
     buf_append(key, "\0", 1);
-    buf_append(key, user, user_len);
+    buf_append(key, cu->user, cu->user_len);
+    buf_append(key, "\0", 1);
+    buf_printf(key, "%d%d%s", s->known, s->held, s->ver);
+    buf_append(key, "\0", 1);
+    buf_append(key, s->ident, s->ident_len);
 }
 
 /* Join (or start) the flight for rs's user. rs == NULL starts a background
  * refresh nobody waits for. rs may be answered before this returns (when
- * upstream cannot be started). */
+ * upstream cannot be started). store: the answer may go into the cache
+ * (cache_store then decides what the stamp allows). */
 static void flight_join(struct router *r, struct rstate *rs, const struct cache_user *cu,
-                        struct config *cfg, const struct route_match *m, bool store, int64_t epoch)
+                        struct config *cfg, const struct route_match *m, bool store,
+                        const struct cache_stamp *stamp)
 {
     struct buf key = {0};
-    flight_key(&key, cu->family, cu->service, cu->user, cu->user_len);
+    flight_key(&key, rs == NULL, cu, stamp);
     struct flight **slot = flight_slot(r, &key);
     struct flight *fl = *slot;
-    bool fresh = !fl;
     if (fl) {
         buf_free(&key);
         if (!rs)
-            return; /* a refresh is already under way */
+            return; /* this refresh is already under way */
         metrics_cache(r->w->metrics, m->id, MC_COALESCED);
-    } else {
-        fl = util_calloc(1, sizeof *fl);
-        fl->r = r;
-        fl->key = key;
-        fl->cfg = config_ref(cfg);
-        fl->store = store && epoch >= 0;
-        fl->background = !rs;
-        fl->epoch = epoch;
-        snprintf(fl->service, sizeof fl->service, "%s", cu->service);
-        fl->user = util_strndup(cu->user, cu->user_len);
-        fl->cu = *cu;
-        fl->cu.service = fl->service;
-        fl->cu.user = fl->user;
-        fl->cu.account = fl->cfg->account_sid;
-        struct buf url = {0};
-        buf_puts(&url, family_base(cfg, m->family));
-        route_upstream_path(m, NULL, &url);
-        fl->url = url.data;
-        fl->next = *slot;
-        *slot = fl;
-    }
-    if (rs) {
         rs->flight = fl;
         rs->flight_next = fl->waiters;
         fl->waiters = rs;
+        fl->sm.waiters++;
         rs->req->on_abort = fetch_abort;
-    }
-    if (!fresh)
         return;
-    /* Only a flight that will store is worth a lock: the result is what
-     * the other instances are waiting to find in the cache. */
-    if (fl->store && cfg->lock_timeout_ms > 0) {
+    }
+    fl = util_calloc(1, sizeof *fl);
+    fl->r = r;
+    fl->key = key;
+    fl->cfg = config_ref(cfg);
+    fl->store = store;
+    fl->stamp = *stamp;
+    fl->sm.background = !rs;
+    fl->sm.waiting = &r->lock_waits;
+    snprintf(fl->service, sizeof fl->service, "%s", cu->service);
+    fl->user = util_strndup(cu->user, cu->user_len);
+    fl->cu = *cu;
+    fl->cu.service = fl->service;
+    fl->cu.user = fl->user;
+    fl->cu.account = fl->cfg->account_sid;
+    fl->id = fl->cu;
+    fl->id.user = fl->stamp.ident;
+    fl->id.user_len = fl->stamp.ident_len;
+    fl->id.user_is_sid = false;
+    /* Only an answer that will be stored under a known identity is worth
+     * a lock: it is what the other instances are waiting to find. */
+    fl->pol = (struct flight_policy){
+        .use_lock = store && cache_stamp_storable(stamp) && cfg->lock_timeout_ms > 0,
+        .lock_wait_ms = cfg->lock_timeout_ms,
+        .max_waiting = MAX_LOCK_WAITS,
+        .poll_min_ms = POLL_MIN_MS,
+        .poll_max_ms = POLL_MAX_MS,
+    };
+    struct buf url = {0};
+    buf_puts(&url, family_base(cfg, m->family));
+    route_upstream_path(m, NULL, &url);
+    fl->url = url.data;
+    fl->next = *slot;
+    *slot = fl;
+    fl->linked = true;
+    if (fl->pol.use_lock) {
         uint8_t raw[16];
         util_random(raw, sizeof raw);
         for (size_t i = 0; i < sizeof raw; i++)
             snprintf(fl->token + 2 * i, 3, "%02x", raw[i]);
-        flight_set_state(fl, FL_LOCKING);
-        flight_try_lock(fl);
-    } else {
-        flight_fetch(fl);
     }
-}
-
-static void fetch_upstream(struct rstate *rs, bool store, int64_t epoch)
-{
-    flight_join(rs->r, rs, &rs->cu, rs->req->cfg, &rs->req->route, store, epoch);
+    if (rs) {
+        rs->flight = fl;
+        rs->flight_next = NULL;
+        fl->waiters = rs;
+        fl->sm.waiters = 1;
+        rs->req->on_abort = fetch_abort;
+    }
+    flight_step_run(fl, FE_START, NULL);
 }
 
 /* ---- fetch ---- */
 
-static void on_lookup(void *arg, enum cache_result result, const struct entry *e, int64_t epoch)
+static void on_lookup(void *arg, enum cache_result result, const struct entry *e,
+                      const struct cache_stamp *stamp)
 {
     struct rstate *rs = arg;
     struct request *req = rs->req;
     struct metrics_shard *m = rs->r->w->metrics;
     const struct config *cfg = req->cfg;
+    bool store = result != CACHE_ERROR;
     if (result == CACHE_ERROR) {
         metrics_cache(m, req->route.id, MC_ERROR);
         req->cache = XCACHE_MISS;
-        fetch_upstream(rs, true, epoch);
+        flight_join(rs->r, rs, &rs->cu, req->cfg, &req->route, false, stamp);
         return;
     }
     if (rs->refresh) {
-        /* Cache-Control: no-cache: the lookup only learned the epoch. */
-        fetch_upstream(rs, true, epoch);
+        /* Cache-Control: no-cache: the lookup only learned the stamp. */
+        flight_join(rs->r, rs, &rs->cu, req->cfg, &req->route, store, stamp);
         return;
     }
     if (result == CACHE_FOUND) {
@@ -633,7 +627,7 @@ static void on_lookup(void *arg, enum cache_result result, const struct entry *e
             meta.age = age;
             req->cache = XCACHE_STALE;
             metrics_cache(m, req->route.id, MC_STALE);
-            flight_join(rs->r, NULL, &rs->cu, req->cfg, &req->route, true, epoch);
+            flight_join(rs->r, NULL, &rs->cu, req->cfg, &req->route, true, stamp);
             finish(req, e->status, &meta, e->body, e->body_len);
             return;
         }
@@ -646,7 +640,7 @@ static void on_lookup(void *arg, enum cache_result result, const struct entry *e
     }
     metrics_cache(m, req->route.id, MC_MISS);
     req->cache = XCACHE_MISS;
-    fetch_upstream(rs, true, epoch);
+    flight_join(rs->r, rs, &rs->cu, req->cfg, &req->route, store, stamp);
 }
 
 /* Cache-Control request directives the cache honours. */
@@ -717,28 +711,51 @@ static void finish_held(struct rstate *rs)
     buf_free(&body);
 }
 
-static void on_invalidated(void *arg, bool ok)
+/* Invalidations of one write: its identity in its service, and in the
+ * service Twilio's answer named when that differs (see below). */
+static void on_invalidated(void *arg, enum cache_inval_result res)
 {
     struct rstate *rs = arg;
-    if (!ok)
-        log_warn("request %llu: cache invalidation failed (redis); entries expire by TTL",
+    if (res == CACHE_INVAL_DROPPED)
+        log_warn("request %llu: cache invalidation lost (redis failing and the retry queue "
+                 "full); other instances may serve the old user until its TTL",
                  (unsigned long long)rs->req->id);
-    else
-        metrics_inc(rs->r->w->metrics, MCOUNT_INVALIDATIONS);
-    finish_held(rs);
+    else if (res == CACHE_INVAL_QUEUED)
+        log_warn("request %llu: cache invalidation queued for retry (redis failing)",
+                 (unsigned long long)rs->req->id);
+    if (--rs->invals_owed == 0)
+        finish_held(rs);
 }
 
-/* After a write: drop every cached copy of the user, then answer. */
-static void invalidate_then_finish(struct rstate *rs, const char *service, const char *identity,
-                                   size_t identity_len, const char *sid)
+/* After a write: invalidate the user (hold_ms > 0: and hold it uncacheable),
+ * then answer. */
+static void invalidate_then_finish(struct rstate *rs, const char *service, const char *body_service,
+                                   const char *identity, size_t identity_len, long hold_ms)
 {
     struct request *req = rs->req;
-    if (!service || !service[0] || (!identity && !sid)) {
+    if (!service[0] || !identity_len) {
+        log_warn("request %llu: write with no identity or service to invalidate; entries "
+                 "expire by TTL",
+                 (unsigned long long)req->id);
         finish_held(rs);
         return;
     }
-    cache_invalidate_user(rs->r->w->cache, req->cfg, req->cfg->account_sid, service, identity,
-                          identity_len, sid, on_invalidated, rs);
+    /* /v1/Users stores under the default service usergate resolved; if
+     * Twilio's answer names another, the default changed under us: both go,
+     * and operators hear of it. */
+    bool second = body_service && body_service[0] && strcmp(body_service, service) != 0;
+    if (second) {
+        metrics_inc(rs->r->w->metrics, MCOUNT_DEFAULT_SERVICE_MISMATCH);
+        log_warn("request %llu: Twilio answered for service %s, usergate resolved %s; "
+                 "invalidating both (is default_service_sid current?)",
+                 (unsigned long long)req->id, body_service, service);
+    }
+    rs->invals_owed = second ? 2 : 1;
+    cache_invalidate(rs->r->w->cache, req->cfg, req->cfg->account_sid, service, identity,
+                     identity_len, hold_ms, on_invalidated, rs);
+    if (second)
+        cache_invalidate(rs->r->w->cache, req->cfg, req->cfg->account_sid, body_service, identity,
+                         identity_len, hold_ms, on_invalidated, rs);
 }
 
 static void on_write_done(void *arg, const struct upstream_response *resp)
@@ -759,6 +776,10 @@ static void on_write_done(void *arg, const struct upstream_response *resp)
         snprintf(rs->content_type, sizeof rs->content_type, "%s", resp->content_type);
         snprintf(rs->request_id, sizeof rs->request_id, "%s", resp->request_id);
     }
+    if (m->action == ACTION_LIST || m->action == ACTION_SUB || m->action == ACTION_FETCH) {
+        finish_held(rs);
+        return;
+    }
     /* Never reached Twilio: nothing changed, nothing to invalidate. */
     if (resp->outcome == UPSTREAM_CONNECT_FAIL || resp->outcome == UPSTREAM_CANCELLED ||
         resp->outcome == UPSTREAM_REJECTED) {
@@ -766,45 +787,36 @@ static void on_write_done(void *arg, const struct upstream_response *resp)
         return;
     }
     bool ok2xx = resp->outcome == UPSTREAM_OK && resp->status >= 200 && resp->status < 300;
-    bool unknown = resp->outcome != UPSTREAM_OK;
-    if (m->action == ACTION_LIST || m->action == ACTION_SUB || m->action == ACTION_FETCH) {
+    /* No answer, or a 5xx: Twilio may have applied the write, or may still. */
+    bool unknown = resp->outcome != UPSTREAM_OK || resp->status >= 500;
+    /* A 4xx other than 404 (validation, 409 on create…) changed nothing. */
+    if (!ok2xx && !unknown && !(resp->status == 404 && m->action != ACTION_CREATE)) {
         finish_held(rs);
         return;
     }
-    /* The body of a create/update names the user and its service. */
+    /* Which identity: the answer's body names it best; else the create's
+     * form, the path, or the SID's alias resolved before forwarding. */
     char sid[TWILIO_SID_LEN + 1] = "", ident[TWILIO_IDENTITY_MAX + 1] = "";
-    char service[TWILIO_SID_LEN + 1];
-    snprintf(service, sizeof service, "%s", rs->service);
+    char body_service[TWILIO_SID_LEN + 1] = "";
+    const char *id = NULL;
+    size_t id_len = 0;
     if (ok2xx && resp->body.len &&
         entry_user_fields(resp->body.data, resp->body.len, sid, sizeof sid, ident, sizeof ident) ==
             0) {
-        char body_service[TWILIO_SID_LEN + 1];
-        if (entry_user_service(resp->body.data, resp->body.len, body_service,
-                               sizeof body_service) == 0) {
-            snprintf(service, sizeof service, "%s", body_service);
-        }
-        invalidate_then_finish(rs, service, ident, strlen(ident), sid);
-        return;
+        id = ident;
+        id_len = strlen(ident);
+        if (entry_user_service(resp->body.data, resp->body.len, body_service, sizeof body_service) <
+            0)
+            body_service[0] = '\0';
+    } else if (rs->identity_len) {
+        id = rs->identity;
+        id_len = rs->identity_len;
+    } else if (!m->user_is_sid) {
+        id = m->user;
+        id_len = m->user_len;
     }
-    if (m->action == ACTION_CREATE) {
-        /* Failed creates change nothing; unknown outcomes may have created the
-         * user, so its cached 404s go. */
-        if (unknown)
-            invalidate_then_finish(rs, service, rs->identity, strlen(rs->identity), NULL);
-        else
-            finish_held(rs);
-        return;
-    }
-    /* Update/delete: a 2xx without a user body (delete's 204), a 404 (the user
-     * is gone: a cached copy would be wrong), or an unknown outcome. */
-    if (ok2xx || unknown || resp->status == 404) {
-        if (m->user_is_sid)
-            invalidate_then_finish(rs, service, NULL, 0, m->user);
-        else
-            invalidate_then_finish(rs, service, m->user, m->user_len, NULL);
-        return;
-    }
-    finish_held(rs);
+    invalidate_then_finish(rs, rs->service, body_service, id ? id : "", id_len,
+                           unknown ? req->cfg->unknown_write_hold_ms : 0);
 }
 
 /* The client of a forwarded GET left: cancel it. on_write_done still runs
@@ -872,11 +884,84 @@ static bool prepare_form(struct rstate *rs, const enum twilio_user_op *op,
         return false;
     }
     const struct form_field *id = form_get(&f, "Identity");
-    if (id)
-        snprintf(rs->identity, sizeof rs->identity, "%s", id->value);
+    if (id && id->value_len < sizeof rs->identity) {
+        memcpy(rs->identity, id->value, id->value_len + 1);
+        rs->identity_len = id->value_len;
+    }
     form_encode(&f, &rs->body);
     form_free(&f);
     return true;
+}
+
+/* ---- writes addressed by SID: learn the identity first ----
+ *
+ * Invalidation works on identities (cache.h). An update's answer names its
+ * identity, but a delete's (204) does not, and neither does a write whose
+ * outcome is unknown; so before a write by SID is forwarded its identity is
+ * read from the alias, or, when there is none (never fetched, expired,
+ * evicted), asked of Twilio with a GET of that SID. */
+
+static void forward_user_write(struct rstate *rs)
+{
+    if (rs->req->route.action == ACTION_DELETE)
+        forward(rs, "DELETE", NULL);
+    else
+        forward(rs, "POST", &rs->body);
+}
+
+static void on_sid_prefetch(void *arg, const struct upstream_response *resp)
+{
+    struct rstate *rs = arg;
+    record_upstream(rs->r, rs->req->route.family, resp);
+    char sid[TWILIO_SID_LEN + 1];
+    if (resp->outcome == UPSTREAM_OK && resp->status == 200 &&
+        entry_user_fields(resp->body.data, resp->body.len, sid, sizeof sid, rs->identity,
+                          sizeof rs->identity) == 0)
+        rs->identity_len = strlen(rs->identity);
+    /* Otherwise the user does not exist (404: nothing cached can name it
+     * under an identity that still exists) or Twilio failed: go on; the
+     * write's own answer may still name it. */
+    forward_user_write(rs);
+}
+
+static void on_sid_alias(void *arg, const char *ident, size_t len, bool error)
+{
+    struct rstate *rs = arg;
+    struct request *req = rs->req;
+    (void)error;
+    if (ident && len < sizeof rs->identity) {
+        memcpy(rs->identity, ident, len);
+        rs->identity[len] = '\0';
+        rs->identity_len = len;
+        forward_user_write(rs);
+        return;
+    }
+    const struct route_match *m = &req->route;
+    struct buf url = {0};
+    buf_puts(&url, family_base(req->cfg, m->family));
+    route_upstream_path(m, NULL, &url);
+    struct upstream_call *call = start_upstream(rs->r, req->cfg, m->family, rs->service, "GET",
+                                                url.data, NULL, NULL, on_sid_prefetch, rs);
+    buf_free(&url);
+    if (!call)
+        forward_user_write(rs);
+}
+
+static void handle_user_write(struct rstate *rs)
+{
+    struct request *req = rs->req;
+    const struct route_match *m = &req->route;
+    if (m->action != ACTION_DELETE) {
+        enum twilio_user_op op =
+            m->action == ACTION_CREATE ? TWILIO_USER_CREATE : TWILIO_USER_UPDATE;
+        if (!prepare_form(rs, &op, TWILIO_SUB_CONVERSATIONS))
+            return;
+    }
+    if (m->user_is_sid)
+        cache_resolve_sid(rs->r->w->cache, req->cfg, req->cfg->account_sid, rs->service, m->user,
+                          on_sid_alias, rs);
+    else
+        forward_user_write(rs);
 }
 
 static void handle_write(struct rstate *rs)
@@ -885,15 +970,9 @@ static void handle_write(struct rstate *rs)
     const struct route_match *m = &req->route;
     switch (m->action) {
     case ACTION_CREATE:
-    case ACTION_UPDATE: {
-        enum twilio_user_op op =
-            m->action == ACTION_CREATE ? TWILIO_USER_CREATE : TWILIO_USER_UPDATE;
-        if (prepare_form(rs, &op, TWILIO_SUB_CONVERSATIONS))
-            forward(rs, "POST", &rs->body);
-        return;
-    }
+    case ACTION_UPDATE:
     case ACTION_DELETE:
-        forward(rs, "DELETE", NULL);
+        handle_user_write(rs);
         return;
     case ACTION_SUB: {
         char err[256];
@@ -1172,7 +1251,7 @@ void router_free(struct router *r)
     if (!r)
         return;
     /* Upstream and Redis are gone by now: their callbacks have run, so the
-     * only flights left are polling for another's lock between polls. */
+     * only flights left are waiting between polls. */
     for (size_t b = 0; b < FLIGHT_BUCKETS; b++) {
         while (r->buckets[b]) {
             struct flight *fl = r->buckets[b];
@@ -1182,7 +1261,7 @@ void router_free(struct router *r)
                 finish_error(rs->req, 503, TWILIO_E_UNAVAILABLE, "Gateway shutting down");
                 rs = next;
             }
-            fl->locked = false; /* Redis is gone: the lock expires by itself */
+            fl->sm.locked = false; /* Redis is gone: the lock expires by itself */
             flight_free(fl);
         }
     }

@@ -137,7 +137,7 @@ struct worker *worker_new(struct server *srv, int index)
     redis_set_state_cb(w->redis, redis_state, w);
     redis_set_error_cb(w->redis, redis_error, w);
     redis_set_breaker_cb(w->redis, redis_breaker, w);
-    w->cache = cache_new(w->redis);
+    w->cache = cache_new(w->redis, w->base, w->metrics);
     w->router = router_new(w);
     w->notify_ev = event_new(w->base, -1, 0, on_notify, w);
 

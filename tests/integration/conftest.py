@@ -233,6 +233,52 @@ def upstream_fetches(mock, path_prefix):
             if urllib.parse.unquote(r["path"].split("?")[0]) == want]
 
 
+# --------------------------------------------------------------------------- Redis keys
+
+def _siphash24(k0, k1, data):
+    """SipHash-2-4 (Aumasson & Bernstein), written from the paper for tests."""
+    M = (1 << 64) - 1
+
+    def rotl(x, b):
+        return ((x << b) | (x >> (64 - b))) & M
+
+    v = [k0 ^ 0x736F6D6570736575, k1 ^ 0x646F72616E646F6D, k0 ^ 0x6C7967656E657261,
+         k1 ^ 0x7465646279746573]
+
+    def rnd():
+        v[0] = (v[0] + v[1]) & M; v[1] = rotl(v[1], 13); v[1] ^= v[0]; v[0] = rotl(v[0], 32)
+        v[2] = (v[2] + v[3]) & M; v[3] = rotl(v[3], 16); v[3] ^= v[2]
+        v[0] = (v[0] + v[3]) & M; v[3] = rotl(v[3], 21); v[3] ^= v[0]
+        v[2] = (v[2] + v[1]) & M; v[1] = rotl(v[1], 17); v[1] ^= v[2]; v[2] = rotl(v[2], 32)
+
+    n = len(data)
+    tail = data[n - n % 8:] + b"\0" * (7 - n % 8) + bytes([n & 0xFF])
+    for i in range(0, n - n % 8, 8):
+        m = int.from_bytes(data[i:i + 8], "little")
+        v[3] ^= m; rnd(); rnd(); v[0] ^= m
+    m = int.from_bytes(tail, "little")
+    v[3] ^= m; rnd(); rnd(); v[0] ^= m
+    v[2] ^= 0xFF
+    for _ in range(4):
+        rnd()
+    return v[0] ^ v[1] ^ v[2] ^ v[3]
+
+
+def user_key(kind, name, family=None, service=SERVICE, account=ACCOUNT, prefix=KEY_PREFIX):
+    """A usergate Redis key as README documents it:
+    <prefix><kind>:{<tag>}:<account>:<service>:[<family>:]<name>, where tag is
+    the SipHash-2-4 (key "usergate" "slot-tag") of account NUL service NUL name
+    in 16 hex digits. kind: u entry, v version, h hold, l lock, a alias."""
+    if isinstance(name, str):
+        name = name.encode()
+    tag = _siphash24(0x7573657267617465, 0x736C6F742D746167,
+                     account.encode() + b"\0" + service.encode() + b"\0" + name)
+    head = "%s%s:{%016x}:%s:%s:" % (prefix, kind, tag, account, service)
+    if family:
+        head += family + ":"
+    return head.encode() + name
+
+
 # --------------------------------------------------------------------------- raw HTTP
 
 class RawConn:

@@ -7,7 +7,8 @@ import threading
 import time
 
 from conftest import (ACCOUNT, FAMILIES, KEY_PREFIX, OTHER_SERVICE, SERVICE, assert_twilio_error,
-                      fetch, parallel, q, upstream_fetches, user_path, users_path, wait_until)
+                      fetch, parallel, q, upstream_fetches, user_key, user_path, users_path,
+                      wait_until)
 
 
 def _pair(gateway_factory, overrides=None):
@@ -139,7 +140,7 @@ def test_lock_holder_that_died_does_not_make_clients_hang(gateway_factory, mock,
     gw = gateway_factory({"cache": {"lock_timeout_ms": "400"}})
     mock.add_user("orphan")
     # Another instance took the lock and died: nobody will release it.
-    lock = "%sl:%s:v1s:%s:orphan" % (KEY_PREFIX, ACCOUNT, SERVICE)
+    lock = user_key("l", "orphan", "v1s")
     redis.cmd("SET", lock, "dead-owner", "PX", "60000")
     t0 = time.monotonic()
     r = gw.get(user_path("v1s", "orphan"))
@@ -153,7 +154,7 @@ def test_lock_holder_that_died_does_not_make_clients_hang(gateway_factory, mock,
 def test_lock_released_by_its_holder_is_taken_over(gateway_factory, mock, redis):
     gw = gateway_factory({"cache": {"lock_timeout_ms": "5000"}})
     mock.add_user("handover")
-    lock = "%sl:%s:v2:%s:handover" % (KEY_PREFIX, ACCOUNT, SERVICE)
+    lock = user_key("l", "handover", "v2")
     redis.cmd("SET", lock, "other", "PX", "60000")
     box = {}
     t = threading.Thread(target=lambda: box.update(r=gw.get(user_path("v2", "handover"))))
