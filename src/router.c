@@ -27,6 +27,9 @@
 #include "worker.h"
 
 #define FLIGHT_BUCKETS 1024
+/* How often worker 0 asks Twilio for the account's default Conversation
+ * Service again (GET /v1/Configuration), once it is known. */
+#define DEFAULT_SERVICE_RECHECK_S 300
 
 struct rstate;
 
@@ -1195,14 +1198,27 @@ static void on_configuration(void *arg, const struct upstream_response *resp)
     record_upstream(r, FAMILY_V1_DEFAULT, resp);
     if (resp->outcome == UPSTREAM_CANCELLED)
         return;
-    char sid[TWILIO_SID_LEN + 1];
+    char sid[TWILIO_SID_LEN + 1], cur[TWILIO_SID_LEN + 1];
     if (resp->outcome == UPSTREAM_OK && resp->status == 200 &&
         entry_json_string(resp->body.data, resp->body.len, "default_chat_service_sid", sid,
                           sizeof sid) == 0 &&
         twilio_is_sid(sid, strlen(sid), "IS")) {
         twilio_sid_canon(sid);
+        bool known = server_default_service(r->w->srv, cur);
+        if (!known) {
+            log_notice("default Conversation Service is %s", sid);
+        } else if (strcmp(cur, sid) != 0) {
+            /* /v1/Users goes wherever Twilio says: stores and invalidations
+             * must follow it, whatever was configured or learned before. */
+            metrics_inc(r->w->metrics, MCOUNT_DEFAULT_SERVICE_MISMATCH);
+            log_warn("the account's default Conversation Service is %s, not %s as %s; using "
+                     "%s for /v1/Users from now on",
+                     sid, cur, r->w->cfg->default_service_sid ? "configured" : "learned", sid);
+        }
         server_set_default_service(r->w->srv, sid);
-        log_notice("default Conversation Service is %s", sid);
+        /* Checked again now and then: the default can change while we run. */
+        struct timeval tv = {DEFAULT_SERVICE_RECHECK_S, 0};
+        evtimer_add(r->learn_timer, &tv);
         return;
     }
     log_warn("cannot learn the default Conversation Service (GET /v1/Configuration: %s %d); "
@@ -1216,8 +1232,7 @@ static void on_configuration(void *arg, const struct upstream_response *resp)
 
 static void learn_start(struct router *r)
 {
-    char sid[TWILIO_SID_LEN + 1];
-    if (server_default_service(r->w->srv, sid) || r->learning)
+    if (r->learning)
         return;
     struct config *cfg = r->w->cfg;
     struct buf url = {0};
@@ -1235,6 +1250,13 @@ void router_learn_default_service(struct worker *w)
 {
     struct router *r = w->router;
     r->learn_backoff_ms = 500;
+    char sid[TWILIO_SID_LEN + 1];
+    if (server_default_service(w->srv, sid)) {
+        /* Configured: trusted at start, checked against Twilio later. */
+        struct timeval tv = {DEFAULT_SERVICE_RECHECK_S, 0};
+        evtimer_add(r->learn_timer, &tv);
+        return;
+    }
     learn_start(r);
 }
 

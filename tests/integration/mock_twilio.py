@@ -21,6 +21,7 @@ import json
 import re
 import secrets
 import socket
+import sys
 import threading
 import time
 import urllib.parse
@@ -70,6 +71,14 @@ def error_body(status, code, message):
     }
 
 
+class _QuietServer(ThreadingHTTPServer):
+    """Clients (the gateway) hang up on purpose: cancelled fetches, timeouts."""
+
+    def handle_error(self, request, client_address):
+        if not isinstance(sys.exc_info()[1], (ConnectionError, TimeoutError)):
+            super().handle_error(request, client_address)
+
+
 class _Reply(Exception):
     def __init__(self, status, obj=None, headers=None):
         super().__init__(status)
@@ -94,6 +103,7 @@ class MockTwilio:
         self.users = {}   # service sid -> {user sid: user dict}
         self.roles = {}   # service sid -> default role sid
         self.log = []
+        self.history = []  # every applied change (history checker ground truth)
         self.rules = []
         self.counts = {}
         self.inflight = 0
@@ -111,7 +121,7 @@ class MockTwilio:
             pass
 
         Handler.mock = mock
-        srv = ThreadingHTTPServer((self.host, port), Handler, bind_and_activate=False)
+        srv = _QuietServer((self.host, port), Handler, bind_and_activate=False)
         srv.daemon_threads = True
         srv.block_on_close = False
         srv.request_queue_size = 256
@@ -230,7 +240,16 @@ class MockTwilio:
             "joined_channels_count": 0,
         }
         users[u["sid"]] = u
+        self._applied_locked(u)
         return u
+
+    def _applied_locked(self, u, deleted=False):
+        """Ground truth for the history checker: every change as applied,
+        in order, with its monotonic time."""
+        self.history.append({"seq": len(self.history), "t": time.monotonic(),
+                             "service": u["service"], "identity": u["identity"], "sid": u["sid"],
+                             "friendly_name": None if deleted else u["friendly_name"],
+                             "deleted": deleted})
 
     def render(self, u, family, presence=True):
         """The user as the given family's JSON object."""
@@ -428,6 +447,7 @@ class MockTwilio:
                     if field in form:
                         u[attr] = form[field]
                 u["date_updated"] = now_iso()
+                self._applied_locked(u)
                 return 200, self.render(u, family), {}
         if method == "DELETE":
             with self.lock:
@@ -435,6 +455,7 @@ class MockTwilio:
                 if not u:
                     raise not_found
                 del self.users[service][u["sid"]]
+                self._applied_locked(u, deleted=True)
             return 204, None, {}
         raise _Reply(405, error_body(405, 20004, "Method not allowed"))
 

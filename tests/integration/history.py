@@ -1,0 +1,335 @@
+"""A history checker for usergate's consistency guarantees (in the spirit of
+Jepsen's Knossos/Elle, small and ours).
+
+Two usergate instances share one real redis-server and the mock Twilio.
+Client threads run random fetch/create/update/delete operations on a few
+users, through all three API families and by SID and identity, while a
+fault thread injects trouble: slow, failing (5xx) and throttling (429)
+upstream reads; writes Twilio applies but answers after the gateway's
+timeout; writes Twilio applies only after the gateway gave up; Redis
+SIGKILL + restart; Redis stalls (SIGSTOP); SIGHUP reloads. Every
+operation's invocation and completion are recorded; the mock records, as
+ground truth, every change in the order and at the time it was applied.
+
+The history is then checked against the guarantees README states:
+  - right user: a fetch by SID answers that SID's user, by identity that
+    identity's user, and only with a state Twilio really had;
+  - read-your-writes: a fetch invoked after a write through usergate was
+    answered (2xx) returns that write's state or a newer one (stale windows
+    off), on either instance, in any family;
+  - unknown outcomes: after a write whose outcome was unknown (5xx, 502,
+    504), once Twilio applied it and the hold plus RELAX_S have passed, no
+    fetch returns an older state;
+  - bounded staleness while Redis was failing: writes that overlapped a
+    Redis fault are checked from the fault's end + RELAX_S on;
+  - no hang: every operation is answered within HANG_S.
+A violation prints the seed and the relevant excerpt of the history.
+"""
+
+import collections
+import json
+import os
+import random
+import signal
+import sys
+import threading
+import time
+import urllib.parse
+
+from conftest import SERVICE, http_request, user_path, users_path
+
+IDENTITIES = ["ada", "bob", "c\u00e9cile", "d+1@x.io"]
+FAMILIES = ("v1", "v1s", "v2")
+
+# The gateway settings the history runs with. Short TTLs with the stale
+# windows on keep background refreshes, stale-if-error answers and locks
+# busy; read-your-writes holds with them on (an invalidated entry is never
+# served, not even as stale). Short timeouts make faults bite often.
+# HISTORY_OLD=1 leaves out the keys an older build does not know, to show
+# what the checker finds there.
+GATEWAY = {
+    "server": {"max_connections_per_ip": "0"},
+    "upstream": {"timeout_ms": "700", "max_retries": "1", "queue_timeout_ms": "1000",
+                 "writes_per_second": "1000", "connect_timeout_ms": "500"},
+    "redis": {"timeout_ms": "150"},
+    "cache": {"ttl": "2", "negative_ttl": "2", "stale_while_revalidate": "5",
+              "stale_if_error": "10", "lock_timeout_ms": "400",
+              "unknown_write_hold_ms": "1500"},
+}
+if os.environ.get("HISTORY_OLD"):
+    del GATEWAY["cache"]["unknown_write_hold_ms"]
+HOLD_S = 1.5
+RELAX_S = 6.5   # retry back-off (<= 5 s) + Redis timeouts + margin
+HANG_S = 12.0   # README's no-hang bound for these settings, with margin
+
+
+class Op:
+    __slots__ = ("id", "thread", "gw", "kind", "identity", "by_sid", "sid", "family", "token",
+                 "t0", "t1", "status", "body", "error", "xcache")
+
+    def __init__(self, **kw):
+        for k in self.__slots__:
+            setattr(self, k, kw.get(k))
+
+    def __repr__(self):
+        b = self.body if isinstance(self.body, dict) else None
+        got = ("%s(%s)" % (b.get("friendly_name"), (b.get("sid") or "")[-6:])) if b else ""
+        return ("#%d gw%d %-6s %-9s %s %-3s %s [%.3f..%.3f] -> %s %s%s%s"
+                % (self.id, self.gw, self.kind, self.identity,
+                   ("sid:" + self.sid[-6:]) if self.by_sid else "id", self.family or "",
+                   self.token or "", self.t0, self.t1 or -1, self.status, got,
+                   (" " + self.xcache) if self.xcache else "",
+                   (" ERR " + self.error) if self.error else ""))
+
+
+class History:
+    def __init__(self, gateways, mock, redis, seed, duration, threads=8, faults=True,
+                 outside_writer=None):
+        self.gws = gateways
+        self.mock = mock
+        self.redis = redis
+        self.seed = seed
+        self.duration = duration
+        self.threads = threads
+        self.faults = faults
+        self.ops = []
+        self.lock = threading.Lock()
+        self.next_id = 0
+        self.sids = collections.defaultdict(set)  # identity -> SIDs ever seen
+        self.fault_log = []  # (t0, t1, what)
+        self.redis_faults = []  # (t0, t1)
+        self.t_start = None
+
+    # ---- workload
+    def _op_id(self):
+        with self.lock:
+            self.next_id += 1
+            return self.next_id
+
+    def _run_op(self, rng, tid):
+        gi = rng.randrange(len(self.gws))
+        gw = self.gws[gi]
+        ident = rng.choice(IDENTITIES)
+        kind = rng.choices(["fetch", "create", "update", "delete"], [14, 1.5, 2, 1])[0]
+        family = rng.choice(FAMILIES)
+        op = Op(id=self._op_id(), thread=tid, gw=gi, kind=kind, identity=ident, family=family)
+        with self.lock:
+            known = sorted(self.sids[ident])
+        op.by_sid = bool(known) and kind != "create" and rng.random() < 0.4
+        if op.by_sid:
+            op.sid = rng.choice(known)
+        name = op.sid if op.by_sid else urllib.parse.quote(ident, safe="")
+        path = users_path(family) if kind == "create" else user_path(family, name)
+        if kind in ("create", "update"):
+            op.token = "%s-%d" % (kind[0], op.id)
+        form = {"FriendlyName": op.token}
+        if kind == "create":
+            form["Identity"] = ident
+        method = {"fetch": "GET", "create": "POST", "update": "POST", "delete": "DELETE"}[kind]
+        op.t0 = time.monotonic()
+        try:
+            r = http_request(gw.port, method, path, form if method == "POST" else None,
+                             timeout=HANG_S + 8)
+            op.status = r.status
+            op.body = r.json
+            op.xcache = r.xcache
+        except Exception as e:  # noqa: BLE001 - a hang or reset is a finding
+            op.error = "%s: %s" % (type(e).__name__, e)
+        op.t1 = time.monotonic()
+        if isinstance(op.body, dict) and op.body.get("sid", "").startswith("US"):
+            with self.lock:
+                self.sids[ident].add(op.body["sid"])
+        with self.lock:
+            self.ops.append(op)
+
+    def _client(self, tid, deadline):
+        rng = random.Random(self.seed * 7919 + tid)
+        while time.monotonic() < deadline:
+            self._run_op(rng, tid)
+
+    # ---- faults
+    def _fault(self, rng, deadline):
+        m = self.mock
+        while time.monotonic() < deadline - 1:
+            time.sleep(rng.uniform(0.05, 0.3))
+            what = rng.choice(["slow", "5xx", "429", "late_answer", "late_apply", "redis_kill",
+                               "redis_stall", "sighup", "none"])
+            t0 = time.monotonic()
+            if what == "slow":
+                m.fail(prefix="/", method="GET", delay=rng.uniform(0.1, 0.5), count=rng.randint(1, 6))
+            elif what == "5xx":
+                m.fail(prefix="/", method="GET", status=500, count=rng.randint(1, 4))
+            elif what == "429":
+                m.fail(prefix="/", method="GET", status=429, count=rng.randint(1, 4),
+                       headers={"Retry-After": "0"})
+            elif what == "late_answer":  # applied now, answered after the gateway's timeout
+                m.fail(prefix="/", method=rng.choice(["POST", "DELETE"]), delay_after=1.0,
+                       count=rng.randint(1, 3))
+            elif what == "late_apply":  # applied only after the gateway gave up
+                m.fail(prefix="/", method=rng.choice(["POST", "DELETE"]), delay=1.0,
+                       count=rng.randint(1, 3))
+            elif what == "redis_kill":
+                self.redis.kill()
+                time.sleep(rng.uniform(0.1, 0.6))
+                self.redis.start()
+            elif what == "redis_stall":
+                self.redis.pause()
+                time.sleep(rng.uniform(0.2, 0.6))
+                self.redis.resume()
+            elif what == "sighup":
+                rng.choice(self.gws).proc.send_signal(signal.SIGHUP)
+            t1 = time.monotonic()
+            self.fault_log.append((t0, t1, what))
+            if what.startswith("redis"):
+                self.redis_faults.append((t0, t1))
+            time.sleep(rng.uniform(0.2, 1.0))
+            m.clear_failures()
+
+    def run(self):
+        for i, ident in enumerate(IDENTITIES[:2]):
+            u = self.mock.add_user(ident, friendly_name="seed-%d" % i)
+            self.sids[ident].add(u["sid"])
+        self.t_start = time.monotonic()
+        deadline = self.t_start + self.duration
+        ts = [threading.Thread(target=self._client, args=(i, deadline), daemon=True)
+              for i in range(self.threads)]
+        if self.faults:
+            ts.append(threading.Thread(target=self._fault, args=(random.Random(self.seed), deadline),
+                                       daemon=True))
+        for t in ts:
+            t.start()
+        for t in ts:
+            t.join(self.duration + HANG_S + 30)
+        self.mock.clear_failures()
+        return self
+
+    # ---- the checks
+    def check(self):
+        """A list of violations (strings), each with its excerpt."""
+        hist = collections.defaultdict(list)  # identity -> history entries (default service)
+        for h in self.mock.history:
+            if h["service"] == SERVICE:
+                hist[h["identity"]].append(h)
+        out = []
+        ops = sorted(self.ops, key=lambda o: o.t0)
+        writes = [o for o in ops if o.kind != "fetch"]
+        for o in ops:
+            if o.error or o.t1 - o.t0 > HANG_S:
+                out.append(self._report("no hang", o, "took %.1f s (bound %.1f s)%s"
+                                        % (o.t1 - o.t0, HANG_S,
+                                           (": " + o.error) if o.error else ""), hist, writes))
+        for f in ops:
+            if f.kind != "fetch" or f.error or f.status not in (200, 404):
+                continue
+            problem = self._check_fetch(f, hist[f.identity], writes)
+            if problem:
+                out.append(self._report("read", f, problem, hist, writes))
+        return out
+
+    def _state_seqs(self, f, h):
+        """The history positions whose state the fetch's answer shows."""
+        if f.status == 404:
+            # deleted, or not created yet
+            return [e["seq"] for e in h if e["deleted"]] + [-1], None
+        b = f.body or {}
+        if f.by_sid and b.get("sid") != f.sid:
+            return None, "asked for SID %s, got user %s" % (f.sid, b.get("sid"))
+        if b.get("identity") != f.identity:
+            return None, "asked for %r, got identity %r" % (f.identity, b.get("identity"))
+        seqs = [e["seq"] for e in h if not e["deleted"] and e["sid"] == b.get("sid")
+                and e["friendly_name"] == b.get("friendly_name")]
+        if not seqs:
+            return None, "state (%s, %s) never existed at Twilio" % (b.get("sid"),
+                                                                     b.get("friendly_name"))
+        return seqs, None
+
+    def _effect(self, w, h):
+        """(seq, time applied) of write w, or None if Twilio never applied it."""
+        if w.kind in ("create", "update"):
+            for e in h:
+                if e["friendly_name"] == w.token:
+                    return e["seq"], e["t"]
+            return None
+        # a delete: the deletion of that identity (of that SID) applied
+        # after w was sent
+        for e in h:
+            if e["deleted"] and e["t"] >= w.t0 - 0.05 and (not w.by_sid or e["sid"] == w.sid):
+                return e["seq"], e["t"]
+        return None
+
+    def _relaxed_from(self, w):
+        """When a write overlapped a Redis fault, the time from which its
+        invalidation is guaranteed to have landed (else None)."""
+        for a, b in self.redis_faults:
+            if a - 1.0 <= w.t1 and w.t0 <= b + 1.0:
+                return b + RELAX_S
+        return None
+
+    def _check_fetch(self, f, h, writes):
+        # A fetch by SID follows that user's life (a SID is never reused: it
+        # stays 404 once deleted, whatever is created under its identity
+        # later); a fetch by identity follows the identity's.
+        view = [e for e in h if e["sid"] == f.sid] if f.by_sid else h
+        in_view = {e["seq"] for e in view}
+        seqs, wrong = self._state_seqs(f, view)
+        if wrong:
+            return wrong
+        need = -2
+        because = None
+        for w in writes:
+            if w.identity != f.identity or w.error:
+                continue
+            eff = self._effect(w, h)
+            if eff is None:
+                continue
+            seq, applied = eff
+            if seq not in in_view:
+                continue
+            known = 200 <= (w.status or 0) < 300
+            unknown = (w.status or 0) >= 500
+            if known:
+                start = w.t1
+            elif unknown:
+                start = max(applied, w.t1 + HOLD_S) + 0.5 if applied <= w.t1 + HOLD_S else None
+                if start is None:
+                    continue  # applied after the hold: only the TTL bounds it
+            else:
+                continue
+            relax = self._relaxed_from(w)
+            if relax is not None:
+                start = max(start, relax)
+            if f.t0 > start and seq > need:
+                need, because = seq, w
+        if need >= -1 and max(seqs) < need:
+            return ("returned history state %s, but %r was answered before this fetch began "
+                    "(needs state >= %d)" % (max(seqs), because, need))
+        return None
+
+    def _report(self, what, o, problem, hist, writes):
+        lines = ["VIOLATION (%s) seed=%d: %s" % (what, self.seed, problem), "  op: %r" % o]
+        lo, hi = o.t0 - 6, o.t1 + 0.5
+        rel = [w for w in writes if w.identity == o.identity and w.t1 and w.t1 >= lo and w.t0 <= hi]
+        if rel:
+            lines.append("  writes to %r around it:" % o.identity)
+            lines += ["    %r" % w for w in rel]
+        h = [e for e in hist.get(o.identity, []) if lo <= e["t"] <= hi]
+        if h:
+            lines.append("  Twilio's history of %r then:" % o.identity)
+            lines += ["    seq %d at %.3f: %s %s" % (e["seq"], e["t"], e["sid"][-6:],
+                                                      "DELETED" if e["deleted"]
+                                                      else e["friendly_name"]) for e in h]
+        f = [x for x in self.fault_log if x[1] >= lo and x[0] <= hi]
+        if f:
+            lines.append("  faults then: " + ", ".join("%s [%.3f..%.3f]" % (w, a, b)
+                                                       for a, b, w in f))
+        return "\n".join(lines)
+
+    def hits(self):
+        return sum(1 for o in self.ops if o.kind == "fetch" and o.xcache == "HIT")
+
+    def summary(self):
+        c = collections.Counter((o.kind, o.status) for o in self.ops)
+        return "seed %d: %d ops, %d cache hits (%s); %d faults (%s)" % (
+            self.seed, len(self.ops), self.hits(), ", ".join("%s %s: %d" % (k, s, n)
+                                                for (k, s), n in sorted(c.items(), key=str)),
+            len(self.fault_log), ", ".join(sorted({w for _, _, w in self.fault_log})))
