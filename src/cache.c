@@ -112,7 +112,7 @@ static bool bypassed(const struct cache *c, const char *account, const char *ser
 
 bool cache_stamp_storable(const struct cache_stamp *s)
 {
-    return s && s->known && !s->held;
+    return s && s->known && !s->held && s->ver[0];
 }
 
 bool cache_stamp_equal(const struct cache_stamp *a, const struct cache_stamp *b)
@@ -175,6 +175,7 @@ struct lookup {
     char *prefix, *account, *service;
     enum api_family family;
     char sid[TWILIO_SID_LEN + 1]; /* a SID lookup: the SID asked for */
+    int64_t lifetime_ms;          /* entry_lifetime_ms of the lookup's config */
     struct cache_stamp stamp;
 };
 
@@ -187,6 +188,39 @@ static void lookup_finish(struct lookup *st, enum cache_result res, const struct
     free(st->account);
     free(st->service);
     free(st);
+}
+
+/* KEYS: version; ARGV: a new version, PX. The version, created if absent. */
+static const char ensure_script[] = "local v = redis.call('GET', KEYS[1])\n"
+                                    "if v then return v end\n"
+                                    "redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])\n"
+                                    "return ARGV[1]\n";
+
+static void on_ensure(void *arg, const struct redis_reply *rep)
+{
+    struct lookup *st = arg;
+    if (rep->type == REDIS_R_STRING && rep->len > 0 && rep->len <= ENTRY_VER_MAX) {
+        memcpy(st->stamp.ver, rep->str, rep->len);
+        st->stamp.ver[rep->len] = '\0';
+        lookup_finish(st, CACHE_ABSENT, NULL);
+        return;
+    }
+    lookup_finish(st, CACHE_ERROR, NULL);
+}
+
+static void ensure_version(struct lookup *st)
+{
+    struct buf k = {0};
+    entry_key(&k, st->prefix, EK_VERSION, st->account, st->service, -1, st->stamp.ident,
+              st->stamp.ident_len);
+    char ver[24], px[24];
+    new_version(ver);
+    snprintf(px, sizeof px, "%" PRId64, st->lifetime_ms);
+    const char *args[2] = {ver, px};
+    size_t alens[2] = {strlen(ver), strlen(px)};
+    eval_script(st->c->r, ensure_script, sizeof ensure_script - 1, &k, 1, args, alens, 2, on_ensure,
+                st);
+    buf_free(&k);
 }
 
 /* MGET entry, version, hold of the identity (asked for, or the SID's alias). */
@@ -210,6 +244,13 @@ static void on_identity_mget(void *arg, const struct redis_reply *rep)
     }
     s->held = hold->type != REDIS_R_NIL;
     s->known = !bypassed(st->c, st->account, st->service, s->ident, s->ident_len);
+    if (s->known && !s->ver[0]) {
+        /* No version yet (never invalidated, expired, evicted, or Redis
+         * restarted): nothing cached can be valid. Create one now, before
+         * the fetch, so the store can tell "unchanged" from "lost since". */
+        ensure_version(st);
+        return;
+    }
     struct entry e;
     enum cache_result res = CACHE_ABSENT;
     if (s->known && !s->held && s->ver[0] && ent->type == REDIS_R_STRING &&
@@ -289,6 +330,7 @@ void cache_lookup(struct cache *c, const struct config *cfg, const struct cache_
     st->account = util_strdup(u->account);
     st->service = util_strdup(u->service);
     st->family = u->family;
+    st->lifetime_ms = entry_lifetime_ms(cfg);
     if (u->user_len == 0 || u->user_len > TWILIO_IDENTITY_MAX ||
         (u->user_is_sid && u->user_len != TWILIO_SID_LEN)) {
         redis_call_soon(c->r, on_lookup_none, st);
@@ -353,17 +395,15 @@ struct store {
     int replies; /* commands still owed a reply */
 };
 
-/* Store an entry only under the version the lookup saw (or, when it saw
- * none, under a new one this script creates), and never during a hold.
- * KEYS: entry, version, hold; ARGV: envelope, entry PX, seen version, new
- * version, version PX. Returns 1 stored, 0 refused. */
+/* Store an entry only under the version the lookup saw, still current (a
+ * missing version was lost: evicted, expired or Redis restarted, so nothing
+ * proves the answer current), and never during a hold. KEYS: entry,
+ * version, hold; ARGV: envelope, entry PX, seen version, version PX.
+ * Returns 1 stored, 0 refused. */
 static const char store_script[] = "local cur = redis.call('GET', KEYS[2])\n"
-                                   "if not cur then\n"
-                                   "  if ARGV[3] ~= '' then return 0 end\n"
-                                   "  redis.call('SET', KEYS[2], ARGV[4], 'PX', ARGV[5])\n"
-                                   "elseif cur ~= ARGV[3] then return 0\n"
-                                   "elseif redis.call('PTTL', KEYS[2]) < tonumber(ARGV[5]) then\n"
-                                   "  redis.call('PEXPIRE', KEYS[2], ARGV[5])\n"
+                                   "if cur ~= ARGV[3] then return 0 end\n"
+                                   "if redis.call('PTTL', KEYS[2]) < tonumber(ARGV[4]) then\n"
+                                   "  redis.call('PEXPIRE', KEYS[2], ARGV[4])\n"
                                    "end\n"
                                    "if redis.call('EXISTS', KEYS[3]) == 1 then return 0 end\n"
                                    "redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])\n"
@@ -407,8 +447,6 @@ void cache_store(struct cache *c, const struct config *cfg, const struct cache_u
     st->arg = arg;
     st->ok = true;
     char sid[TWILIO_SID_LEN + 1] = "", identity[TWILIO_IDENTITY_MAX + 1] = "";
-    char newver[24];
-    new_version(newver);
     struct entry e = {.status = status, .ver = "", .sid = "", .body = body, .body_len = body_len};
     if (status == 200) {
         /* The body, not the request, says who this is. */
@@ -466,7 +504,7 @@ void cache_store(struct cache *c, const struct config *cfg, const struct cache_u
         st->ok = false; /* nothing proves this answer is current for that identity */
         goto sent;
     }
-    e.ver = seen->ver[0] ? seen->ver : newver;
+    e.ver = seen->ver;
     e.ver_len = strlen(e.ver);
     entry_encode(&val, &e);
     struct buf keys[3] = {{0}};
@@ -476,10 +514,10 @@ void cache_store(struct cache *c, const struct config *cfg, const struct cache_u
               seen->ident_len);
     entry_key(&keys[2], cfg->key_prefix, EK_HOLD, u->account, u->service, -1, seen->ident,
               seen->ident_len);
-    const char *args[5] = {val.data, pxs, seen->ver, newver, vpxs};
-    size_t alens[5] = {val.len, strlen(pxs), strlen(seen->ver), strlen(newver), strlen(vpxs)};
+    const char *args[4] = {val.data, pxs, seen->ver, vpxs};
+    size_t alens[4] = {val.len, strlen(pxs), strlen(seen->ver), strlen(vpxs)};
     st->replies++;
-    eval_script(c->r, store_script, sizeof store_script - 1, keys, 3, args, alens, 5, store_reply,
+    eval_script(c->r, store_script, sizeof store_script - 1, keys, 3, args, alens, 4, store_reply,
                 st);
     for (int i = 0; i < 3; i++)
         buf_free(&keys[i]);

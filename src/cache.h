@@ -57,7 +57,8 @@ enum cache_result {
 /* What a lookup saw of the identity it resolved to. known: the lookup
  * reached Redis and the identity is known (from the request, or through a
  * SID's alias) and not awaiting a queued invalidation here; ver: its
- * version ("" when it has none yet); held: a hold is on. */
+ * version (a lookup that finds none creates one, so a store can tell
+ * "unchanged" from "lost since"); held: a hold is on. */
 struct cache_stamp {
     bool known;
     bool held;
