@@ -56,8 +56,20 @@ GATEWAY = {
               "stale_if_error": "10", "lock_timeout_ms": "400",
               "unknown_write_hold_ms": "1500"},
 }
-if os.environ.get("HISTORY_OLD"):
-    del GATEWAY["cache"]["unknown_write_hold_ms"]
+# Even seeds: a long TTL and no stale windows, so a wrongly stored answer
+# stays to be read (the short TTL of odd seeds hides it within seconds).
+LONG_TTL = {"ttl": "300", "negative_ttl": "300", "stale_while_revalidate": "0",
+            "stale_if_error": "0"}
+
+
+def gateway_settings(seed):
+    import copy
+    g = copy.deepcopy(GATEWAY)
+    if seed % 2 == 0:
+        g["cache"].update(LONG_TTL)
+    if os.environ.get("HISTORY_OLD"):
+        del g["cache"]["unknown_write_hold_ms"]
+    return g
 HOLD_S = 1.5
 RELAX_S = 6.5   # retry back-off (<= 5 s) + Redis timeouts + margin
 HANG_S = 12.0   # README's no-hang bound for these settings, with margin
@@ -99,6 +111,14 @@ class History:
         self.fault_log = []  # (t0, t1, what)
         self.redis_faults = []  # (t0, t1)
         self.t_start = None
+        # Odd seeds: few users, many writes (races between fetches and
+        # writes). Even seeds: more users, rarer writes, so an answer stored
+        # wrongly lives long enough to be read.
+        if seed % 2:
+            self.identities, self.weights = IDENTITIES, [14, 1.5, 2, 1]
+        else:
+            self.identities = IDENTITIES + ["u%d" % i for i in range(8)]
+            self.weights = [100, 1, 1.5, 0.7]
 
     # ---- workload
     def _op_id(self):
@@ -109,8 +129,8 @@ class History:
     def _run_op(self, rng, tid):
         gi = rng.randrange(len(self.gws))
         gw = self.gws[gi]
-        ident = rng.choice(IDENTITIES)
-        kind = rng.choices(["fetch", "create", "update", "delete"], [14, 1.5, 2, 1])[0]
+        ident = rng.choice(self.identities)
+        kind = rng.choices(["fetch", "create", "update", "delete"], self.weights)[0]
         family = rng.choice(FAMILIES)
         op = Op(id=self._op_id(), thread=tid, gw=gi, kind=kind, identity=ident, family=family)
         with self.lock:
@@ -126,10 +146,12 @@ class History:
         if kind == "create":
             form["Identity"] = ident
         method = {"fetch": "GET", "create": "POST", "update": "POST", "delete": "DELETE"}[kind]
+        # Some fetches insist on Twilio (a refresh that may meet a background one).
+        headers = {"Cache-Control": "no-cache"} if kind == "fetch" and rng.random() < 0.1 else None
         op.t0 = time.monotonic()
         try:
             r = http_request(gw.port, method, path, form if method == "POST" else None,
-                             timeout=HANG_S + 8)
+                             headers=headers, timeout=HANG_S + 8)
             op.status = r.status
             op.body = r.json
             op.xcache = r.xcache
@@ -186,7 +208,7 @@ class History:
             m.clear_failures()
 
     def run(self):
-        for i, ident in enumerate(IDENTITIES[:2]):
+        for i, ident in enumerate(self.identities[::2]):
             u = self.mock.add_user(ident, friendly_name="seed-%d" % i)
             self.sids[ident].add(u["sid"])
         self.t_start = time.monotonic()
@@ -205,7 +227,9 @@ class History:
 
     # ---- the checks
     def check(self):
-        """A list of violations (strings), each with its excerpt."""
+        """A list of violations (strings), each with its excerpt; self.classes
+        counts them by what they look like."""
+        self.classes = collections.Counter()
         hist = collections.defaultdict(list)  # identity -> history entries (default service)
         for h in self.mock.history:
             if h["service"] == SERVICE:
@@ -215,6 +239,7 @@ class History:
         writes = [o for o in ops if o.kind != "fetch"]
         for o in ops:
             if o.error or o.t1 - o.t0 > HANG_S:
+                self.classes["hang (defect 1)"] += 1
                 out.append(self._report("no hang", o, "took %.1f s (bound %.1f s)%s"
                                         % (o.t1 - o.t0, HANG_S,
                                            (": " + o.error) if o.error else ""), hist, writes))
@@ -223,8 +248,33 @@ class History:
                 continue
             problem = self._check_fetch(f, hist[f.identity], writes)
             if problem:
+                self.classes[self._classify(f)] += 1
                 out.append(self._report("read", f, problem, hist, writes))
         return out
+
+    def _classify(self, f):
+        """What a read violation looks like, after the defects of issue 10:
+        by the writes between the state it returned and the fetch."""
+        w = self.last_required
+        since = self.returned_t if self.returned_t is not None else f.t0 - 10
+        # the writes that made it stale: answered since, or in flight when it
+        # stopped being current (Twilio may apply a write after answering it)
+        between = [x for x in self.ops if x.kind != "fetch" and x.identity == f.identity
+                   and x.t1 and (since - 0.5 <= x.t1 <= f.t0 or x.t0 - 0.1 <= since <= x.t1 + 2.5)]
+        faults = [(a, b, what) for a, b, what in self.fault_log if since - 0.5 <= b and a <= f.t0]
+
+        def overlaps(x, kind):
+            return any(what == kind and a - 0.5 <= x.t1 and x.t0 <= b + 0.5
+                       for a, b, what in faults)
+        if any((x.status or 0) >= 500 for x in between):
+            return "unknown outcome re-cached (defect 6)"
+        if any(what == "redis_kill" for _, _, what in faults):
+            return "stored across a Redis restart (defect 3)"
+        if any(overlaps(x, "redis_stall") for x in between):
+            return "invalidation lost while Redis stalled (defect 8)"
+        if f.xcache in ("MISS", "BYPASS"):
+            return "joined a fetch older than the write (defect 2)"
+        return "stale cache hit after a write"
 
     def _state_seqs(self, f, h):
         """The history positions whose state the fetch's answer shows."""
@@ -274,6 +324,9 @@ class History:
         seqs, wrong = self._state_seqs(f, view)
         if wrong:
             return wrong
+        # when the state it returned stopped being current (for _classify)
+        later = [e["t"] for e in view if e["seq"] > max(seqs)]
+        self.returned_t = min(later) if later else None
         need = -2
         because = None
         for w in writes:
@@ -300,6 +353,7 @@ class History:
                 start = max(start, relax)
             if f.t0 > start and seq > need:
                 need, because = seq, w
+        self.last_required = because
         if need >= -1 and max(seqs) < need:
             return ("returned history state %s, but %r was answered before this fetch began "
                     "(needs state >= %d)" % (max(seqs), because, need))

@@ -2,9 +2,10 @@
 which failed on the build before per-user versions (the history checker
 found the same classes at random; these pin each one down)."""
 
-import socket
 import threading
 import time
+
+import pytest
 
 from conftest import (ACCOUNT, CLIENT, KEY_PREFIX, OTHER_SERVICE, SERVICE, RawConn, basic, fetch,
                       user_key, user_path, users_path, wait_until)
@@ -237,3 +238,75 @@ def test_8b_a_full_queue_drops_and_counts(gateway_factory, mock, redis):
     trip_breaker(a, redis, user_path("v2", "someone"))
     assert a.post(user_path("v1s", "dropped"), {"FriendlyName": "x"}).status == 200
     assert a.metrics().get_value("usergate_invalidations_dropped_total") == 1
+
+
+# Lost invalidations, the eviction kind: README's recommended policies evict
+# any usergate key under memory pressure without breaking read-your-writes
+# (an evicted version invalidates its entries; an evicted alias only costs
+# a lookup). A filler keeps Redis evicting while writes on one instance are
+# read back through the other.
+@pytest.mark.parametrize("policy", ["allkeys-lru", "volatile-ttl"])
+def test_read_your_writes_under_eviction(gateway_factory, mock, redis, policy):
+    a = gateway_factory()
+    b = gateway_factory()
+    redis.cmd("CONFIG", "SET", "maxmemory", "4mb")
+    redis.cmd("CONFIG", "SET", "maxmemory-policy", policy)
+    names = ["ev%d" % i for i in range(25)]
+    for n in names:
+        mock.add_user(n, friendly_name="v0")
+    stop = threading.Event()
+
+    def filler():
+        i = 0
+        while not stop.is_set():
+            try:  # volatile-ttl only evicts keys with a TTL: give the junk one too
+                redis.cmd("SET", "junk:%d" % i, "x" * 20000, "PX", "600000")
+            except Exception:  # noqa: BLE001 - an OOM refusal is fine here
+                pass
+            i += 1
+
+    t = threading.Thread(target=filler, daemon=True)
+    t.start()
+    stale = []
+    try:
+        for rnd in range(1, 4):
+            for n in names:
+                for gw in (a, b):  # cache it on both
+                    gw.get(user_path("v1s", n))
+                    gw.get(user_path("v2", n))
+            for n in names:
+                assert a.post(user_path("v1s", n), {"FriendlyName": "v%d" % rnd}).status == 200
+                for gw, fam in ((b, "v2"), (b, "v1s"), (a, "v2"), (b, "v1")):
+                    r = gw.get(user_path(fam, n))
+                    if r.json["friendly_name"] != "v%d" % rnd:
+                        stale.append((rnd, n, fam, r.xcache, r.json["friendly_name"]))
+    finally:
+        stop.set()
+        t.join(5)
+    info = redis.cmd("INFO", "stats").decode()
+    evicted = int(info.split("evicted_keys:")[1].split()[0])
+    assert evicted > 100, info
+    assert not stale, stale[:5]
+
+
+# ... and the concurrent kind: a fetch in flight across a write, while memory
+# pressure evicts the coherence state (old: tombstones, shortest TTL first;
+# now: versions, holds). Eviction is played deterministically here: every
+# key but the entries themselves goes.
+def test_8c_coherence_state_evicted_under_a_fetch_in_flight(gateway, mock, redis):
+    mock.add_user("evicted", friendly_name="before")
+    path = user_path("v1s", "evicted")
+    mock.fail(prefix=path, method="GET", delay_after=1.0, count=1)  # answers the pre-write user
+    box = {}
+    t = threading.Thread(target=lambda: box.update(r=gateway.get(path)))
+    t.start()
+    time.sleep(0.3)
+    assert gateway.post(path, {"FriendlyName": "after"}).status == 200
+    for k in redis.keys("*"):
+        if not k.startswith((KEY_PREFIX + "u:").encode()):
+            redis.cmd("DEL", k)
+    t.join(10)
+    assert box["r"].json["friendly_name"] == "before"
+    time.sleep(0.1)
+    r = gateway.get(path)
+    assert r.json["friendly_name"] == "after", r

@@ -9,7 +9,7 @@ import random
 import pytest
 
 from conftest import merge_sections
-from history import GATEWAY, History
+from history import History, gateway_settings
 
 SECONDS = float(os.environ.get("HISTORY_SECONDS", "12"))
 _seeds = os.environ.get("HISTORY_SEEDS", "")
@@ -23,12 +23,11 @@ else:
 
 @pytest.mark.parametrize("seed", SEEDS)
 def test_history(gateway_factory, mock, redis, seed):
-    import copy
-    over = copy.deepcopy(GATEWAY)
-    gws = [gateway_factory(over), gateway_factory(copy.deepcopy(over))]
+    gws = [gateway_factory(gateway_settings(seed)), gateway_factory(gateway_settings(seed))]
     h = History(gws, mock, redis, seed, SECONDS).run()
     print(h.summary())
     bad = h.check()
     assert len(h.ops) > 100, h.summary()
     assert h.hits() > 50, "the cache was hardly used: " + h.summary()
-    assert not bad, "\n\n".join(bad[:5]) + "\n\n%d violations; %s" % (len(bad), h.summary())
+    assert not bad, "\n\n".join(bad[:5]) + "\n\n%d violations: %s; %s" % (
+        len(bad), dict(h.classes), h.summary())
