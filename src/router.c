@@ -529,6 +529,16 @@ static void flight_join(struct router *r, struct rstate *rs, const struct cache_
     flight_key(&key, rs == NULL, cu, stamp);
     struct flight **slot = flight_slot(r, &key);
     struct flight *fl = *slot;
+    /* Without a version (a SID whose alias is not cached, Redis failing) an
+     * equal stamp proves nothing about writes in between: join only a fetch
+     * that has not gone upstream yet, so its answer is newer than this
+     * request. Otherwise it starts its own (the old one is left to its
+     * waiters). */
+    if (fl && !stamp->ver[0] && fl->sm.state >= FS_FETCHING) {
+        flight_unlink(fl);
+        fl = NULL;
+        slot = flight_slot(r, &key);
+    }
     if (fl) {
         buf_free(&key);
         if (!rs)

@@ -26,6 +26,7 @@ The history is then checked against the guarantees README states:
 A violation prints the seed and the relevant excerpt of the history.
 """
 
+import bisect
 import collections
 import json
 import os
@@ -234,6 +235,7 @@ class History:
         for h in self.mock.history:
             if h["service"] == SERVICE:
                 hist[h["identity"]].append(h)
+        self._index(hist)
         out = []
         ops = sorted(self.ops, key=lambda o: o.t0)
         writes = [o for o in ops if o.kind != "fetch"]
@@ -246,11 +248,66 @@ class History:
         for f in ops:
             if f.kind != "fetch" or f.error or f.status not in (200, 404):
                 continue
-            problem = self._check_fetch(f, hist[f.identity], writes)
+            problem = self._check_fetch(f, hist[f.identity])
             if problem:
                 self.classes[self._classify(f)] += 1
                 out.append(self._report("read", f, problem, hist, writes))
         return out
+
+    def _index(self, hist):
+        """For each user (identity, and each SID's own life), the writes that
+        bind later fetches: (from when, history position, write), sorted by
+        from-when, with running maxima, so a fetch finds what it must
+        reflect by binary search."""
+        tokens = {}
+        deletions = collections.defaultdict(list)
+        for ident, h in hist.items():
+            for e in h:
+                if e["friendly_name"] and not e["deleted"]:
+                    tokens.setdefault(e["friendly_name"], (e["seq"], e["t"], e["sid"]))
+                if e["deleted"]:
+                    deletions[ident].append(e)
+        rows = collections.defaultdict(list)  # key -> [(start, seq, write)]
+        for w in self.ops:
+            if w.kind == "fetch" or w.error:
+                continue
+            eff = None
+            if w.kind in ("create", "update"):
+                eff = tokens.get(w.token)
+            else:
+                for e in deletions[w.identity]:
+                    if e["t"] >= w.t0 - 0.05 and (not w.by_sid or e["sid"] == w.sid):
+                        eff = (e["seq"], e["t"], e["sid"])
+                        break
+            if eff is None:
+                continue
+            seq, applied, sid = eff
+            status = w.status or 0
+            if 200 <= status < 300:
+                start = w.t1
+            elif status >= 500:
+                if applied > w.t1 + HOLD_S:
+                    continue  # applied after the hold: only the TTL bounds it
+                start = max(applied, w.t1 + HOLD_S) + 0.5
+            else:
+                continue
+            relax = self._relaxed_from(w)
+            if relax is not None:
+                start = max(start, relax)
+            rows[("id", w.identity)].append((start, seq, w))
+            rows[("sid", sid)].append((start, seq, w))
+        self.bound = {}
+        for key, r in rows.items():
+            r.sort(key=lambda x: x[0])
+            starts, best, best_w = [], [], []
+            m, mw = -2, None
+            for start, seq, w in r:
+                if seq > m:
+                    m, mw = seq, w
+                starts.append(start)
+                best.append(m)
+                best_w.append(mw)
+            self.bound[key] = (starts, best, best_w)
 
     def _classify(self, f):
         """What a read violation looks like, after the defects of issue 10:
@@ -293,20 +350,6 @@ class History:
                                                                      b.get("friendly_name"))
         return seqs, None
 
-    def _effect(self, w, h):
-        """(seq, time applied) of write w, or None if Twilio never applied it."""
-        if w.kind in ("create", "update"):
-            for e in h:
-                if e["friendly_name"] == w.token:
-                    return e["seq"], e["t"]
-            return None
-        # a delete: the deletion of that identity (of that SID) applied
-        # after w was sent
-        for e in h:
-            if e["deleted"] and e["t"] >= w.t0 - 0.05 and (not w.by_sid or e["sid"] == w.sid):
-                return e["seq"], e["t"]
-        return None
-
     def _relaxed_from(self, w):
         """When a write overlapped a Redis fault, the time from which its
         invalidation is guaranteed to have landed (else None)."""
@@ -315,48 +358,24 @@ class History:
                 return b + RELAX_S
         return None
 
-    def _check_fetch(self, f, h, writes):
+    def _check_fetch(self, f, h):
         # A fetch by SID follows that user's life (a SID is never reused: it
         # stays 404 once deleted, whatever is created under its identity
         # later); a fetch by identity follows the identity's.
         view = [e for e in h if e["sid"] == f.sid] if f.by_sid else h
-        in_view = {e["seq"] for e in view}
         seqs, wrong = self._state_seqs(f, view)
         if wrong:
             return wrong
         # when the state it returned stopped being current (for _classify)
         later = [e["t"] for e in view if e["seq"] > max(seqs)]
         self.returned_t = min(later) if later else None
-        need = -2
-        because = None
-        for w in writes:
-            if w.identity != f.identity or w.error:
-                continue
-            eff = self._effect(w, h)
-            if eff is None:
-                continue
-            seq, applied = eff
-            if seq not in in_view:
-                continue
-            known = 200 <= (w.status or 0) < 300
-            unknown = (w.status or 0) >= 500
-            if known:
-                start = w.t1
-            elif unknown:
-                start = max(applied, w.t1 + HOLD_S) + 0.5 if applied <= w.t1 + HOLD_S else None
-                if start is None:
-                    continue  # applied after the hold: only the TTL bounds it
-            else:
-                continue
-            relax = self._relaxed_from(w)
-            if relax is not None:
-                start = max(start, relax)
-            if f.t0 > start and seq > need:
-                need, because = seq, w
-        self.last_required = because
-        if need >= -1 and max(seqs) < need:
+        starts, best, best_w = self.bound.get(("sid", f.sid) if f.by_sid else ("id", f.identity),
+                                              ([], [], []))
+        i = bisect.bisect_left(starts, f.t0)  # writes binding from before f.t0
+        self.last_required = best_w[i - 1] if i else None
+        if i and max(seqs) < best[i - 1]:
             return ("returned history state %s, but %r was answered before this fetch began "
-                    "(needs state >= %d)" % (max(seqs), because, need))
+                    "(needs state >= %d)" % (max(seqs), best_w[i - 1], best[i - 1]))
         return None
 
     def _report(self, what, o, problem, hist, writes):

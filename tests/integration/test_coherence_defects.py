@@ -83,6 +83,24 @@ def test_2b_no_404_after_a_201(gateway, mock):
     assert r.status == 200, r
 
 
+# 2c. The same, found by the history checker in the first per-user design: a
+#     fetch by a SID whose alias is not cached has no version to compare, so
+#     it joined a fetch that began before a delete (by identity) was answered.
+def test_2c_no_version_no_joining_a_fetch_already_upstream(gateway, mock):
+    u = mock.add_user("unaliased", friendly_name="before")
+    path = user_path("v2", u["sid"])  # never fetched: no alias
+    mock.fail(prefix=path, method="GET", delay_after=1.0, count=1)
+    box = {}
+    t = threading.Thread(target=lambda: box.update(r=gateway.get(path)))
+    t.start()
+    time.sleep(0.3)
+    assert gateway.delete(user_path("v1s", "unaliased")).status == 204
+    r = gateway.get(path)
+    t.join(10)
+    assert box["r"].status == 200
+    assert r.status == 404, r
+
+
 # 3. After a Redis restart, a fetch that began before it could store a user
 #    deleted meanwhile (its lookup saw no invalidation state, and after the
 #    restart there was none either), then serve it as a HIT.
