@@ -39,6 +39,7 @@
 #include "config.h"
 #include "http1.h"
 #include "admission.h"
+#include "admit.h"
 #include "log.h"
 #include "metrics.h"
 #include "request.h"
@@ -385,11 +386,11 @@ static void conn_on_headers(void *arg, const struct http1_msg *msg)
      * to a request that would be admitted (credentials, route, grant), so
      * nobody can make us read bodies we would refuse. Otherwise the final
      * error now, and the body is never read. */
-    struct router_refusal no;
-    if (!router_admissible(c->l->w, msg, &c->peer, &no)) {
+    struct admit_refusal no;
+    if (!admit_head(c->l->w, msg, &c->peer, &no)) {
         struct request *req = conn_refuse(c);
         snprintf(req->msg.method, sizeof req->msg.method, "%s", msg->method);
-        router_refuse(req, &no);
+        admit_refuse(req, &no);
         return;
     }
     /* Only when this request is next to be answered: a 100 must not come
