@@ -54,10 +54,36 @@ os.umask(0o077)
 
 # --------------------------------------------------------------------------- utilities
 
+def _ephemeral_low():
+    try:
+        with open("/proc/sys/net/ipv4/ip_local_port_range") as f:
+            return int(f.read().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
+
+
+_EPHEMERAL_LOW = _ephemeral_low()
+_handed_out = set()
+
+
 def free_port():
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """A loopback port to listen on, below the kernel's ephemeral range: the
+    suite opens thousands of client connections (hostile and slowloris
+    tests), and a port handed out from that range can meanwhile be some
+    connection's local port, making the listener fail with EADDRINUSE."""
+    import random
+    for _ in range(1000):
+        port = random.randrange(10000, max(10001, _EPHEMERAL_LOW))
+        if port in _handed_out:
+            continue
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        _handed_out.add(port)
+        return port
+    raise RuntimeError("no free loopback port below %d" % _EPHEMERAL_LOW)
 
 
 def closed_port():
