@@ -224,8 +224,11 @@ struct load {
     int depth;
     /* Secrets readable by group or others, reported once all files are read
      * (strict_permissions may be set after them): errors, or warnings. */
-    struct config_errors perms;
-    struct loc *perm_at;
+    struct {
+        struct loc at;
+        char *msg;
+    } * perms;
+    size_t n_perms;
 };
 
 enum sec_kind { SEC_TOP, SEC_GLOBAL, SEC_CLIENT, SEC_UNKNOWN };
@@ -503,19 +506,21 @@ static void check_secret_mode(struct file_ctx *fc, const char *label, const char
     if (stat(path, &st) != 0 || !(st.st_mode & (S_IRGRP | S_IROTH)))
         return;
     struct load *ld = fc->ld;
-    ld->perm_at = realloc(ld->perm_at, (ld->perms.n + 1) * sizeof *ld->perm_at);
-    if (!ld->perm_at)
+    ld->perms = realloc(ld->perms, (ld->n_perms + 1) * sizeof *ld->perms);
+    if (!ld->perms)
         abort();
-    ld->perm_at[ld->perms.n] = here(fc);
+    struct buf m = {0};
     if (inline_secret)
-        errs_add(&ld->perms, "", 0,
-                 "%s: %s holds a secret but is readable by group or others (mode %03o); chmod "
-                 "600 it, or move the secret to a *_file",
-                 label, path, (unsigned)(st.st_mode & 0777));
+        buf_printf(&m,
+                   "%s: %s holds a secret but is readable by group or others (mode %03o); chmod "
+                   "600 it, or move the secret to a *_file",
+                   label, path, (unsigned)(st.st_mode & 0777));
     else
-        errs_add(&ld->perms, "", 0,
-                 "%s: secret file %s is readable by group or others (mode %03o); chmod 600 it",
-                 label, path, (unsigned)(st.st_mode & 0777));
+        buf_printf(&m,
+                   "%s: secret file %s is readable by group or others (mode %03o); chmod 600 it",
+                   label, path, (unsigned)(st.st_mode & 0777));
+    ld->perms[ld->n_perms].at = here(fc);
+    ld->perms[ld->n_perms++].msg = m.data;
 }
 
 static void set_secret(struct file_ctx *fc, const char *label, const struct key *k, char **slot,
@@ -610,9 +615,7 @@ static void set_networks(struct file_ctx *fc, const char *label, struct config_c
         cl->n_networks = 0;
         cl->all_networks = false;
     }
-    size_t n = 0;
     for (char *cur = val, *item; (item = next_item(&cur));) {
-        n++;
         if (strcmp(item, "*") == 0) {
             cl->all_networks = true;
             continue;
@@ -631,7 +634,6 @@ static void set_networks(struct file_ctx *fc, const char *label, struct config_c
     }
     if (cl->all_networks && cl->n_networks)
         err(fc, "%s: '*' cannot be combined with networks", label);
-    (void)n;
 }
 
 /* rate / burst (and their .ACTION forms) into a struct config_rate. */
@@ -1368,19 +1370,19 @@ static void finish_security(struct load *ld, const char *file)
                 "[server] admin_listen %s is not a loopback address: set admin_token_file so "
                 "purges need a token",
                 adm->text);
-    for (size_t i = 0; i < ld->perms.n; i++) {
+    for (size_t i = 0; i < ld->n_perms; i++) {
         if (c->strict_permissions)
-            err_loc(ld, ld->perm_at[i], "%s (or set strict_permissions = off)",
-                    ld->perms.msgs[i] + 2);
+            err_loc(ld, ld->perms[i].at, "%s (or set strict_permissions = off)", ld->perms[i].msg);
         else
-            log_warn("%s:%d: %s", ld->perm_at[i].file, ld->perm_at[i].line, ld->perms.msgs[i] + 2);
+            log_warn("%s:%d: %s", ld->perms[i].at.file, ld->perms[i].at.line, ld->perms[i].msg);
     }
 }
 
 static void load_free(struct load *ld)
 {
-    config_errors_free(&ld->perms);
-    free(ld->perm_at);
+    for (size_t i = 0; i < ld->n_perms; i++)
+        free(ld->perms[i].msg);
+    free(ld->perms);
     config_free_fields(&ld->v.c);
     secret_free(ld->v.auth_token);
     free(ld->v.api_key_sid);
