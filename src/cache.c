@@ -138,11 +138,15 @@ static int64_t entry_lifetime_ms(const struct config *cfg)
     return (int64_t)(ttl + stale) * 1000 * 21 / 20 + 1000; /* + jitter + margin */
 }
 
+typedef void (*redis_send_fn)(struct redis *r, redis_cb cb, void *arg, int argc, const char **argv,
+                              const size_t *argvlen);
+
 /* EVAL script with keys[0..nkeys) as KEYS and args[0..nargs) as ARGV, every
- * one binary-safe. */
-static void eval_script(struct redis *r, const char *script, size_t script_len,
-                        const struct buf *keys, int nkeys, const char *const *args,
-                        const size_t *arg_lens, int nargs, redis_cb cb, void *arg)
+ * one binary-safe, sent with send. */
+static void eval_script_via(redis_send_fn send, struct redis *r, const char *script,
+                            size_t script_len, const struct buf *keys, int nkeys,
+                            const char *const *args, const size_t *arg_lens, int nargs, redis_cb cb,
+                            void *arg)
 {
     enum { MAX_ARGS = 24 };
     char nk[12];
@@ -158,7 +162,15 @@ static void eval_script(struct redis *r, const char *script, size_t script_len,
         argv[argc] = args[a];
         lens[argc] = arg_lens[a];
     }
-    redis_command(r, cb, arg, argc, argv, lens);
+    send(r, cb, arg, argc, argv, lens);
+}
+
+static void eval_script(struct redis *r, const char *script, size_t script_len,
+                        const struct buf *keys, int nkeys, const char *const *args,
+                        const size_t *arg_lens, int nargs, redis_cb cb, void *arg)
+{
+    eval_script_via(redis_command, r, script, script_len, keys, nkeys, args, arg_lens, nargs, cb,
+                    arg);
 }
 
 static bool bytes_eq(const char *a, size_t alen, const char *b, size_t blen)
@@ -569,8 +581,9 @@ static void send_inval(struct cache *c, const struct config *cfg, const char *ac
     snprintf(hpx, sizeof hpx, "%ld", hold_ms > 0 ? hold_ms : 0);
     const char *args[3] = {ver, vpx, hpx};
     size_t alens[3] = {strlen(ver), strlen(vpx), strlen(hpx)};
-    eval_script(c->r, inval_script, sizeof inval_script - 1, keys, 2 + FAMILY_COUNT, args, alens, 3,
-                cb, arg);
+    /* Past an open breaker: the other instances' correctness hangs on it. */
+    eval_script_via(redis_command_urgent, c->r, inval_script, sizeof inval_script - 1, keys,
+                    2 + FAMILY_COUNT, args, alens, 3, cb, arg);
     for (int i = 0; i < 2 + FAMILY_COUNT; i++)
         buf_free(&keys[i]);
 }

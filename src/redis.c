@@ -651,7 +651,7 @@ void redis_reconfigure(struct redis *r, const struct config *cfg)
  * the next loop turn; so does a command refused because the connection is
  * not up (or hiredis is tearing it down): never from inside the call. */
 static void submit(struct redis *r, redis_cb cb, void *arg, int argc, const char **argv,
-                   const size_t *argvlen)
+                   const size_t *argvlen, bool urgent)
 {
     if (r->freeing) {
         call_error(cb, arg, "redis client shutting down");
@@ -665,7 +665,7 @@ static void submit(struct redis *r, redis_cb cb, void *arg, int argc, const char
     evtimer_assign(&p->timer, r->base, on_timer, p);
     pending_link(r, p);
     struct timeval tv = {0, 0};
-    if (argv && r->up && r->ac && breaker_admits(r, p)) {
+    if (argv && r->up && r->ac && (urgent || breaker_admits(r, p))) {
         if (redisAsyncCommandArgv(r->ac, on_reply, p, argc, argv, argvlen) == REDIS_OK) {
             p->in_hiredis = true;
             tv = ms_tv(r->timeout_ms);
@@ -680,12 +680,18 @@ static void submit(struct redis *r, redis_cb cb, void *arg, int argc, const char
 void redis_command(struct redis *r, redis_cb cb, void *arg, int argc, const char **argv,
                    const size_t *argvlen)
 {
-    submit(r, cb, arg, argc, argc > 0 ? argv : NULL, argvlen);
+    submit(r, cb, arg, argc, argc > 0 ? argv : NULL, argvlen, false);
+}
+
+void redis_command_urgent(struct redis *r, redis_cb cb, void *arg, int argc, const char **argv,
+                          const size_t *argvlen)
+{
+    submit(r, cb, arg, argc, argc > 0 ? argv : NULL, argvlen, true);
 }
 
 void redis_call_soon(struct redis *r, redis_cb cb, void *arg)
 {
-    submit(r, cb, arg, 0, NULL, NULL);
+    submit(r, cb, arg, 0, NULL, NULL, false);
 }
 
 bool redis_is_up(const struct redis *r)

@@ -56,6 +56,11 @@ void redis_reconfigure(struct redis *r, const struct config *cfg);
 /* Send one command. argv/argvlen are copied before returning. */
 void redis_command(struct redis *r, redis_cb cb, void *arg, int argc, const char **argv,
                    const size_t *argvlen);
+/* The same, past an open circuit breaker (while the connection is up): for
+ * the few commands that keep other instances correct (invalidations), whose
+ * cost when Redis is sick is a deadline no client waits on. */
+void redis_command_urgent(struct redis *r, redis_cb cb, void *arg, int argc, const char **argv,
+                          const size_t *argvlen);
 /* True while connected and the server has answered the handshake (AUTH,
  * or PING when there is no password). */
 bool redis_is_up(const struct redis *r);

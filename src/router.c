@@ -746,9 +746,14 @@ static void invalidate_then_finish(struct rstate *rs, const char *service, const
 {
     struct request *req = rs->req;
     if (!service[0] || !identity_len) {
-        log_warn("request %llu: write with no identity or service to invalidate; entries "
-                 "expire by TTL",
-                 (unsigned long long)req->id);
+        /* A 404 by a SID nobody can name: that user is gone already. Only a
+         * change of unknown identity is worth a warning. */
+        if (rs->resp_status == 404)
+            log_debug("request %llu: no identity to invalidate", (unsigned long long)req->id);
+        else
+            log_warn("request %llu: write with no identity or service to invalidate; entries "
+                     "expire by TTL",
+                     (unsigned long long)req->id);
         finish_held(rs);
         return;
     }

@@ -72,7 +72,7 @@ def gateway_settings(seed):
         del g["cache"]["unknown_write_hold_ms"]
     return g
 HOLD_S = 1.5
-RELAX_S = 6.5   # retry back-off (<= 5 s) + Redis timeouts + margin
+RELAX_S = 11.0  # reconnect back-off (<= 5 s) + retry back-off (<= 5 s) + timeouts
 HANG_S = 12.0   # README's no-hang bound for these settings, with margin
 
 
@@ -351,11 +351,12 @@ class History:
         return seqs, None
 
     def _relaxed_from(self, w):
-        """When a write overlapped a Redis fault, the time from which its
+        """When a write met Redis trouble (during a fault, or while an
+        instance was still reconnecting after one), the time from which its
         invalidation is guaranteed to have landed (else None)."""
         for a, b in self.redis_faults:
-            if a - 1.0 <= w.t1 and w.t0 <= b + 1.0:
-                return b + RELAX_S
+            if a - 1.0 <= w.t1 and w.t0 <= b + RELAX_S:
+                return max(b, w.t1) + RELAX_S
         return None
 
     def _check_fetch(self, f, h):
