@@ -11,6 +11,7 @@
 #include <sys/socket.h>
 
 #include "config.h"
+#include "metrics.h"
 
 #define AUTH_SETS 1024
 #define AUTH_WAYS 4
@@ -45,6 +46,10 @@ struct admission {
     struct auth_slot auth[AUTH_SETS][AUTH_WAYS];
     struct conn_node *conns[CONN_BUCKETS];
     long n_conns;
+    /* When any address last failed to authenticate (atomic, monotonic ms):
+     * a bucket refills within a minute, so with no failure for that long
+     * nobody is blocked and requests skip the lock. */
+    int64_t last_auth_failure_ms;
 };
 
 struct admission *admission_new(void)
@@ -178,7 +183,8 @@ static struct auth_slot *auth_slot(struct admission *l, const struct auth_peer *
 bool admission_auth_blocked(struct admission *l, const struct auth_peer *p, long per_minute,
                             int64_t now_ms, long *retry_after_s)
 {
-    if (per_minute <= 0)
+    int64_t last = __atomic_load_n(&l->last_auth_failure_ms, __ATOMIC_RELAXED);
+    if (per_minute <= 0 || last == 0 || now_ms - last > 60000)
         return false;
     double rate = (double)per_minute / 60.0, burst = (double)per_minute;
     pthread_mutex_lock(&l->lock);
@@ -199,6 +205,7 @@ void admission_auth_failed(struct admission *l, const struct auth_peer *p, long 
     if (per_minute <= 0)
         return;
     double rate = (double)per_minute / 60.0, burst = (double)per_minute;
+    __atomic_store_n(&l->last_auth_failure_ms, now_ms > 0 ? now_ms : 1, __ATOMIC_RELAXED);
     pthread_mutex_lock(&l->lock);
     struct auth_slot *s = auth_slot(l, p, true, rate, burst, now_ms);
     auth_bucket_take(&s->b, rate, burst, now_ms, NULL);
@@ -246,18 +253,6 @@ void admission_conn_close(struct admission *l, const struct auth_peer *p)
     pthread_mutex_unlock(&l->lock);
 }
 
-static void label_value(struct buf *out, const char *s)
-{
-    for (; *s; s++) {
-        if (*s == '\\' || *s == '"')
-            buf_append(out, "\\", 1);
-        if (*s == '\n')
-            buf_puts(out, "\\n");
-        else
-            buf_append(out, s, 1);
-    }
-}
-
 void admission_render_throttled(struct admission *l, struct buf *out, const char *metric)
 {
     pthread_mutex_lock(&l->lock);
@@ -267,7 +262,7 @@ void admission_render_throttled(struct admission *l, struct buf *out, const char
             if (!counts[r])
                 continue;
             buf_printf(out, "%s{client=\"", metric);
-            label_value(out, i < l->n_clients ? l->clients[i].name : "-");
+            metrics_label_value(out, i < l->n_clients ? l->clients[i].name : "-");
             buf_printf(out, "\",reason=\"%s\"} %llu\n", reason_names[r],
                        (unsigned long long)counts[r]);
         }

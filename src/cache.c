@@ -558,7 +558,6 @@ struct inval {
     struct cache *c;
     cache_inval_cb cb;
     void *arg;
-    struct pending *p; /* when this send is a queued one */
     char account[TWILIO_SID_LEN + 1];
     char service[TWILIO_SID_LEN + 1];
     char *ident;
@@ -616,6 +615,18 @@ static bool enqueue(struct cache *c, const char *account, const char *service, c
     return true;
 }
 
+/* An invalidation Redis took: count it, and when it set a hold, schedule
+ * the second one for the hold's end (a write Twilio applied late must not
+ * leave an answer fetched just before it). */
+static void inval_landed(struct cache *c, const char *account, const char *service,
+                         const char *ident, size_t ident_len, long hold_ms)
+{
+    if (c->metrics)
+        metrics_inc(c->metrics, MCOUNT_INVALIDATIONS);
+    if (hold_ms > 0)
+        enqueue(c, account, service, ident, ident_len, 0, util_now_ms() + hold_ms, false);
+}
+
 static void remember_cfg(struct cache *c, const struct config *cfg)
 {
     if (c->cfg != cfg) {
@@ -629,19 +640,13 @@ static void on_inval(void *arg, const struct redis_reply *rep)
     struct inval *st = arg;
     struct cache *c = st->c;
     enum cache_inval_result res = CACHE_INVAL_DONE;
-    if (!(rep->type == REDIS_R_INTEGER && rep->integer == 1)) {
+    if (rep->type == REDIS_R_INTEGER && rep->integer == 1)
+        inval_landed(c, st->account, st->service, st->ident, st->ident_len, st->hold_ms);
+    else
         res = enqueue(c, st->account, st->service, st->ident, st->ident_len, st->hold_ms,
                       util_now_ms() + RETRY_MIN_MS, true)
                   ? CACHE_INVAL_QUEUED
                   : CACHE_INVAL_DROPPED;
-    } else if (st->hold_ms > 0) {
-        /* When the hold ends, once more: a write Twilio applied late must
-         * not leave an answer fetched just before it. */
-        enqueue(c, st->account, st->service, st->ident, st->ident_len, 0,
-                util_now_ms() + st->hold_ms, false);
-    }
-    if (res == CACHE_INVAL_DONE && c->metrics)
-        metrics_inc(c->metrics, MCOUNT_INVALIDATIONS);
     if (st->cb)
         st->cb(st->arg, res);
     free(st->ident);
@@ -680,12 +685,8 @@ static void on_pending_done(void *arg, const struct redis_reply *rep)
         pp = &(*pp)->next;
     *pp = p->next;
     if (rep->type == REDIS_R_INTEGER && rep->integer == 1) {
-        if (c->metrics)
-            metrics_inc(c->metrics, MCOUNT_INVALIDATIONS);
         c->n_pending--;
-        if (p->hold_ms > 0)
-            enqueue(c, p->account, p->service, p->ident, p->ident_len, 0,
-                    util_now_ms() + p->hold_ms, false);
+        inval_landed(c, p->account, p->service, p->ident, p->ident_len, p->hold_ms);
         set_pending_gauge(c);
         pending_free(p);
         return;

@@ -270,7 +270,7 @@ static struct metrics_shard *aggregate(struct metrics_shard *const *shards, size
 }
 
 /* Label values come from fixed tables, but escape anyway: the format demands it. */
-static void put_label_value(struct buf *out, const char *v)
+void metrics_label_value(struct buf *out, const char *v)
 {
     for (; *v; v++) {
         if (*v == '\\' || *v == '"')
@@ -294,17 +294,17 @@ static void render_hist(struct buf *out, const char *name, const char *label, co
     for (size_t i = 0; i < NBUCKETS; i++) {
         cum += h->bucket[i];
         buf_printf(out, "%s_bucket{%s=\"", name, label);
-        put_label_value(out, value);
+        metrics_label_value(out, value);
         buf_printf(out, "\",le=\"%g\"} %llu\n", buckets_s[i], (unsigned long long)cum);
     }
     buf_printf(out, "%s_bucket{%s=\"", name, label);
-    put_label_value(out, value);
+    metrics_label_value(out, value);
     buf_printf(out, "\",le=\"+Inf\"} %llu\n", (unsigned long long)h->count);
     buf_printf(out, "%s_sum{%s=\"", name, label);
-    put_label_value(out, value);
+    metrics_label_value(out, value);
     buf_printf(out, "\"} %.6f\n", (double)h->sum_us / 1e6);
     buf_printf(out, "%s_count{%s=\"", name, label);
-    put_label_value(out, value);
+    metrics_label_value(out, value);
     buf_printf(out, "\"} %llu\n", (unsigned long long)h->count);
 }
 
@@ -315,7 +315,7 @@ static void render_codes(struct buf *out, const char *name, const char *label, c
         if (!codes[c])
             continue;
         buf_printf(out, "%s{%s=\"", name, label);
-        put_label_value(out, value);
+        metrics_label_value(out, value);
         if (c == 0)
             buf_printf(out, "\",code=\"error\"} %llu\n", (unsigned long long)codes[c]);
         else
@@ -353,7 +353,7 @@ void metrics_render(struct buf *out, struct metrics_shard *const *shards, size_t
                     if (!a->cache[r][res])
                         continue;
                     buf_printf(out, "%s{route=\"", name);
-                    put_label_value(out, route);
+                    metrics_label_value(out, route);
                     buf_printf(out, "\",result=\"%s\"} %llu\n", cache_results[res],
                                (unsigned long long)a->cache[r][res]);
                 }
@@ -361,7 +361,7 @@ void metrics_render(struct buf *out, struct metrics_shard *const *shards, size_t
             case F_HIT_RATIO:
                 if (hits_misses(a, r, &hits, &misses)) {
                     buf_printf(out, "%s{route=\"", name);
-                    put_label_value(out, route);
+                    metrics_label_value(out, route);
                     buf_printf(out, "\"} %.6f\n", (double)hits / (double)(hits + misses));
                 }
                 break;
@@ -379,7 +379,7 @@ void metrics_render(struct buf *out, struct metrics_shard *const *shards, size_t
             buf_puts(out, throttled);
         if (f == F_BUILD_INFO) {
             buf_printf(out, "%s{version=\"", name);
-            put_label_value(out, version);
+            metrics_label_value(out, version);
             buf_puts(out, "\"} 1\n");
         }
     }

@@ -104,6 +104,9 @@ struct metrics_summary {
 };
 void metrics_summarize(struct metrics_shard *const *shards, size_t n, struct metrics_summary *out);
 
+/* Append v as a Prometheus label value (\\, \" and newlines escaped). */
+void metrics_label_value(struct buf *out, const char *v);
+
 /* The names of every metric family rendered (the unit test checks each has
  * HELP and TYPE lines). */
 void metrics_names(struct buf *out); /* one per line */
