@@ -16,6 +16,7 @@
 #include "cache.h"
 #include "config.h"
 #include "admission.h"
+#include "webhook.h"
 #include "log.h"
 #include "metrics.h"
 #include "redis.h"
@@ -73,10 +74,13 @@ static void get_metrics(struct admin *a, struct evhttp_request *r)
 {
     struct metrics_shard *sh[64];
     size_t n = shards(a, sh, UG_ARRAY_LEN(sh));
-    struct buf b = {0}, throttled = {0};
+    struct buf b = {0}, throttled = {0}, webhook = {0};
     admission_render_throttled(a->srv->admission, &throttled, "usergate_client_throttled_total");
-    metrics_render(&b, sh, n, PACKAGE_VERSION, throttled.data);
+    webhook_stats_render(a->srv->webhook_stats, &webhook, "usergate_webhook_events_total");
+    struct metrics_external ext = {.throttled = throttled.data, .webhook_events = webhook.data};
+    metrics_render(&b, sh, n, PACKAGE_VERSION, &ext);
     buf_free(&throttled);
+    buf_free(&webhook);
     reply(r, 200, "text/plain; version=0.0.4; charset=utf-8", &b);
     buf_free(&b);
 }

@@ -20,6 +20,7 @@
 #include "request.h"
 #include "response.h"
 #include "twilio.h"
+#include "webhook.h"
 #include "worker.h"
 
 static const struct config_client *authenticate(const struct config *cfg,
@@ -135,6 +136,9 @@ bool admit_request(struct worker *w, const struct config *cfg, const struct http
 bool admit_head(struct worker *w, const struct http1_msg *msg, const struct auth_peer *peer,
                 struct admit_refusal *no)
 {
+    /* Twilio's events are authenticated by a signature over the body. */
+    if (webhook_match(w->cfg, msg->target, msg->target_len))
+        return true;
     struct route_match m;
     const struct config_client *cl;
     char service[TWILIO_SID_LEN + 1];

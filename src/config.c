@@ -39,6 +39,7 @@ struct values {
     char *api_key_sid;
     char *api_key_secret;
     char *log_hash_key;
+    char *webhook_auth_token;
 };
 _Static_assert(offsetof(struct values, c) == 0, "struct config must start struct values");
 
@@ -168,6 +169,14 @@ static const struct key keys[] = {
      .max = 3600000},
     {"cache", "invalidation_queue", K_INT, "10000", .off = C(invalidation_queue), .min = 0,
      .max = 10000000},
+
+    {"webhooks", "enabled", K_BOOL, "off", .off = C(webhooks_enabled)},
+    {"webhooks", "path", K_STR, "/twilio/events", .off = C(webhook_path)},
+    {"webhooks", "public_url", K_OPTSTR, "", .off = C(webhook_public_url)},
+    {"webhooks", "webhook_auth_token", K_SECRET, "", .off = V(webhook_auth_token),
+     .arg = "webhook_auth_token_file"},
+    {"webhooks", "webhook_auth_token_file", K_SECRET_FILE, "", .off = V(webhook_auth_token),
+     .arg = "webhook_auth_token"},
 };
 #define N_KEYS UG_ARRAY_LEN(keys)
 
@@ -379,6 +388,9 @@ static void config_free_fields(struct config *c)
     free(c->redis_username);
     secret_free(c->redis_password);
     free(c->key_prefix);
+    free(c->webhook_path);
+    free(c->webhook_public_url);
+    secret_free(c->webhook_token);
     for (size_t i = 0; i < c->n_clients; i++)
         client_free(&c->clients[i]);
     free(c->clients);
@@ -1289,6 +1301,37 @@ static void finish_credentials(struct load *ld, const char *file)
     v->c.auth_secret = util_strdup(secret);
 }
 
+/* The webhook receiver: a path of its own, a URL Twilio can have signed,
+ * and the key Twilio signs with (the account's auth token; with API-key
+ * credentials usergate does not have it, so it must be given). */
+static void finish_webhooks(struct load *ld, const char *file)
+{
+    struct values *v = &ld->v;
+    struct config *c = &v->c;
+    struct loc at = {file, 0};
+    if (!c->webhooks_enabled)
+        return;
+    const char *p = c->webhook_path;
+    if (!p || p[0] != '/' || strpbrk(p, "?# \t%"))
+        err_loc(ld, at, "[webhooks] path must start with '/' and hold no '?', '#', '%%' or space");
+    const char *u = c->webhook_public_url;
+    if (u && ((strncmp(u, "https://", 8) != 0 && strncmp(u, "http://", 7) != 0) ||
+              strpbrk(u, "?# ") || !strchr(u + (u[4] == 's' ? 8 : 7), '/')))
+        err_loc(ld, at,
+                "[webhooks] public_url must be the full http(s) URL Twilio calls (scheme, host, "
+                "optional port, path), without a query or fragment");
+    const char *token = v->webhook_auth_token;
+    if (!token && !v->api_key_sid)
+        token = c->auth_secret;
+    if (!token) {
+        err_loc(ld, at,
+                "[webhooks] with API-key credentials usergate does not know the auth token "
+                "Twilio signs events with: set webhook_auth_token_file");
+        return;
+    }
+    c->webhook_token = util_strdup(token);
+}
+
 /* The access log's identity-hash key: from log_hash_key, else from the Twilio
  * secret, so every instance of an account hashes an identity alike (lines
  * correlate across instances and restarts) and whoever holds the secret can
@@ -1388,6 +1431,7 @@ static void load_free(struct load *ld)
     free(ld->v.api_key_sid);
     secret_free(ld->v.api_key_secret);
     secret_free(ld->v.log_hash_key);
+    secret_free(ld->v.webhook_auth_token);
     for (size_t i = 0; i < ld->n_clients; i++)
         client_free(&ld->clients[i].cl);
     free(ld->clients);
@@ -1410,6 +1454,7 @@ struct config *config_load(const char *path, struct config_errors *errs)
         }
         finish_clients(&ld);
         finish_credentials(&ld, path);
+        finish_webhooks(&ld, path);
         finish_security(&ld, path);
         finish_log_key(&ld.v);
         apply_edge_region(&ld.v);

@@ -110,6 +110,12 @@ struct config {
     long unknown_write_hold_ms; /* a write with unknown outcome holds the user uncacheable; 30000 */
     long invalidation_queue;    /* invalidations queued for retry per worker; 10000 */
 
+    /* [webhooks] */
+    bool webhooks_enabled;    /* default off */
+    char *webhook_path;       /* "/twilio/events" */
+    char *webhook_public_url; /* the URL Twilio calls; NULL = http:// + Host + request-target */
+    char *webhook_token;      /* signing key: webhook_auth_token, else the account's auth token */
+
     struct config_client *clients;
     size_t n_clients;
 

@@ -15,6 +15,7 @@
 #include "admin.h"
 #include "config.h"
 #include "admission.h"
+#include "webhook.h"
 #include "log.h"
 #include "metrics.h"
 #include "notify.h"
@@ -333,6 +334,7 @@ int main(int argc, char **argv)
     pthread_mutex_init(&ctl.srv.lock, NULL);
     ctl.srv.cfg = cfg;
     ctl.srv.admission = admission_new();
+    ctl.srv.webhook_stats = webhook_stats_new();
     if (cfg->default_service_sid)
         snprintf(ctl.srv.default_service, sizeof ctl.srv.default_service, "%s",
                  cfg->default_service_sid);
@@ -395,6 +397,7 @@ out:
         worker_free(ctl.srv.workers[i]);
     free(ctl.srv.workers);
     admission_free(ctl.srv.admission);
+    webhook_stats_free(ctl.srv.webhook_stats);
     struct event *evs[] = {ctl.sig_hup,        ctl.sig_term, ctl.sig_int, ctl.worker_exit_ev,
                            ctl.shutdown_timer, ctl.tick,     ctl.ready};
     for (size_t i = 0; i < UG_ARRAY_LEN(evs); i++)

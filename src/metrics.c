@@ -90,6 +90,9 @@ static const struct {
                               "body_timeout_ms (408), by phase."},
     [MCOUNT_AUTH_FAILURES] = {"usergate_auth_failures_total", NULL,
                               "Client requests refused for missing or wrong credentials."},
+    [MCOUNT_WEBHOOK_SIGNATURE_FAILURES] = {"usergate_webhook_signature_failures_total", NULL,
+                                           "Deliveries to the webhook path refused (403) for a "
+                                           "missing or wrong X-Twilio-Signature."},
     [MCOUNT_CONFIG_RELOADS_OK] = {"usergate_config_reloads_total", "result=\"ok\"",
                                   "Configuration reloads, by result."},
     [MCOUNT_CONFIG_RELOADS_FAILED] = {"usergate_config_reloads_total", "result=\"failed\"",
@@ -122,6 +125,7 @@ enum family_id {
     F_UPSTREAM_DURATION,
     F_BUILD_INFO,
     F_CLIENT_THROTTLED,
+    F_WEBHOOK_EVENTS,
     F_COUNT
 };
 static const struct {
@@ -143,6 +147,11 @@ static const struct {
     [F_CLIENT_THROTTLED] = {"usergate_client_throttled_total", "counter",
                             "429 answers given to clients by usergate, by client and reason "
                             "(rate, auth, inflight, pacing); client=\"-\" before authentication."},
+    [F_WEBHOOK_EVENTS] = {"usergate_webhook_events_total", "counter",
+                          "Events received from Twilio (signature valid), by source "
+                          "(conversations, chat, eventstreams), event type and result "
+                          "(invalidated, queued, uncached, ignored, foreign_account, malformed, "
+                          "failed)."},
     [F_BUILD_INFO] = {"usergate_build_info", "gauge",
                       "Always 1; the version label names the build."},
 };
@@ -331,7 +340,7 @@ static bool hits_misses(const struct metrics_shard *a, int r, uint64_t *hits, ui
 }
 
 void metrics_render(struct buf *out, struct metrics_shard *const *shards, size_t n,
-                    const char *version, const char *throttled)
+                    const char *version, const struct metrics_external *ext)
 {
     struct metrics_shard *a = aggregate(shards, n);
     for (int f = 0; f < F_COUNT; f++) {
@@ -375,8 +384,10 @@ void metrics_render(struct buf *out, struct metrics_shard *const *shards, size_t
             else if (f == F_UPSTREAM_DURATION && a->upstream_duration[api].count)
                 render_hist(out, name, "api", api_names[api], &a->upstream_duration[api]);
         }
-        if (f == F_CLIENT_THROTTLED && throttled)
-            buf_puts(out, throttled);
+        if (f == F_CLIENT_THROTTLED && ext && ext->throttled)
+            buf_puts(out, ext->throttled);
+        if (f == F_WEBHOOK_EVENTS && ext && ext->webhook_events)
+            buf_puts(out, ext->webhook_events);
         if (f == F_BUILD_INFO) {
             buf_printf(out, "%s{version=\"", name);
             metrics_label_value(out, version);

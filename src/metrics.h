@@ -50,12 +50,13 @@ enum metric_counter {
     MCOUNT_CONN_REFUSED_PER_IP,   /* usergate_connections_refused_total{reason="per_ip"} */
     MCOUNT_INVALIDATIONS_RETRIED, /* usergate_invalidations_retried_total */
     MCOUNT_INVALIDATIONS_DROPPED, /* usergate_invalidations_dropped_total */
-    MCOUNT_DEFAULT_SERVICE_MISMATCH, /* usergate_default_service_mismatch_total */
-    MCOUNT_HEADER_TIMEOUTS,          /* usergate_request_timeouts_total{phase="header"} */
-    MCOUNT_BODY_TIMEOUTS,            /* usergate_request_timeouts_total{phase="body"} */
-    MCOUNT_AUTH_FAILURES,            /* usergate_auth_failures_total */
-    MCOUNT_CONFIG_RELOADS_OK,        /* usergate_config_reloads_total{result="ok"} */
-    MCOUNT_CONFIG_RELOADS_FAILED,    /* usergate_config_reloads_total{result="failed"} */
+    MCOUNT_DEFAULT_SERVICE_MISMATCH,   /* usergate_default_service_mismatch_total */
+    MCOUNT_HEADER_TIMEOUTS,            /* usergate_request_timeouts_total{phase="header"} */
+    MCOUNT_BODY_TIMEOUTS,              /* usergate_request_timeouts_total{phase="body"} */
+    MCOUNT_AUTH_FAILURES,              /* usergate_auth_failures_total */
+    MCOUNT_WEBHOOK_SIGNATURE_FAILURES, /* usergate_webhook_signature_failures_total */
+    MCOUNT_CONFIG_RELOADS_OK,          /* usergate_config_reloads_total{result="ok"} */
+    MCOUNT_CONFIG_RELOADS_FAILED,      /* usergate_config_reloads_total{result="failed"} */
     MCOUNT_COUNT
 };
 
@@ -86,15 +87,20 @@ void metrics_gauge_set(struct metrics_shard *s, enum metric_gauge g, int64_t v);
 /* A gauge across shards: the sum, or for MGAUGE_REDIS_UP the minimum (0 with no shards). */
 int64_t metrics_gauge_value(struct metrics_shard *const *shards, size_t n, enum metric_gauge g);
 
-/* Prometheus text format 0.0.4 of the sum of shards[0..n), including
- * usergate_client_throttled_total, whose samples (one line each, labels
- * client and reason) are kept by limits.c and passed in as `throttled`
- * (may be NULL), and
+/* Samples of labelled families whose label values are only known at run
+ * time, kept outside the shards and passed in rendered (one line each;
+ * NULL = none yet). */
+struct metrics_external {
+    const char *throttled;      /* usergate_client_throttled_total{client,reason}: admission.c */
+    const char *webhook_events; /* usergate_webhook_events_total{source,type,result}: webhook.c */
+};
+/* Prometheus text format 0.0.4 of the sum of shards[0..n), including the
+ * external samples (ext may be NULL), and
  * usergate_build_info{version=...} 1 and usergate_cache_hit_ratio{route}
  * = (hit + negative_hit + stale) / (that + miss), omitted for routes with no
  * lookups. Every metric has # HELP and # TYPE lines. */
 void metrics_render(struct buf *out, struct metrics_shard *const *shards, size_t n,
-                    const char *version, const char *throttled);
+                    const char *version, const struct metrics_external *ext);
 
 /* Aggregates for sd_notify STATUS= (usergate -s reads /metrics instead). */
 struct metrics_summary {

@@ -40,6 +40,7 @@ struct request {
     int upstream_status; /* 0 = no upstream call */
     int64_t upstream_ms;
     char service[TWILIO_SID_LEN + 1]; /* resolved (/v1/Users: the default service), "" unknown */
+    char event[66]; /* webhooks: the first event's type (+ "+" when more followed), for the log */
 
     /* Response, serialized by response.c, flushed in order by the listener. */
     struct evbuffer *out;

@@ -217,6 +217,8 @@ static void access_log(const struct request *req, int status, int64_t ms)
             util_json_string(&b, user);
         else
             buf_puts(&b, "null");
+        if (req->event[0])
+            buf_printf(&b, ",\"event\":\"%s\"", req->event);
         buf_printf(&b,
                    ",\"status\":%d,\"cache\":\"%s\",\"upstream_status\":%d,\"upstream_ms\":%" PRId64
                    ",\"ms\":%" PRId64 "}",
@@ -227,6 +229,8 @@ static void access_log(const struct request *req, int status, int64_t ms)
         buf_printf(&b, " method=%s route=\"%s\" service=%s user=", method,
                    route_label(req->route.id), service);
         logfmt_value(&b, user ? user : "-");
+        if (req->event[0])
+            buf_printf(&b, " event=%s", req->event);
         buf_printf(&b, " status=%d cache=%s upstream_status=%d upstream_ms=%" PRId64 " ms=%" PRId64,
                    status, cache, req->upstream_status, req->upstream_ms, ms);
     }

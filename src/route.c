@@ -34,6 +34,7 @@ const char *route_label(enum route_id r)
         [ROUTE_V2_USERS] = "/v2/Services/{ServiceSid}/Users",
         [ROUTE_V2_USER] = "/v2/Services/{ServiceSid}/Users/{Sid}",
         [ROUTE_V2_USER_SUB] = "/v2/Services/{ServiceSid}/Users/{Sid}/sub",
+        [ROUTE_WEBHOOK] = "webhook",
         [ROUTE_NONE] = "other",
     };
     return (unsigned)r < ROUTE_COUNT ? labels[r] : "other";

@@ -45,6 +45,7 @@ enum route_id {
     ROUTE_V2_USERS,     /* /v2/Services/{IS}/Users */
     ROUTE_V2_USER,      /* /v2/Services/{IS}/Users/{Sid} */
     ROUTE_V2_USER_SUB,  /* /v2/Services/{IS}/Users/{Sid}/Channels|Bindings[/…] */
+    ROUTE_WEBHOOK,      /* [webhooks] path: Twilio's events (webhook.c) */
     ROUTE_NONE,         /* anything else (404) — still counted in metrics */
     ROUTE_COUNT
 };

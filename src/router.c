@@ -23,6 +23,7 @@
 #include "request.h"
 #include "response.h"
 #include "upstream.h"
+#include "webhook.h"
 #include "worker.h"
 
 #define FLIGHT_BUCKETS 1024
@@ -1034,6 +1035,10 @@ static void handle_write(struct rstate *rs)
 
 void router_handle(struct request *req)
 {
+    if (webhook_match(req->cfg, req->msg.target, req->msg.target_len)) {
+        webhook_handle(req);
+        return;
+    }
     struct router *r = req->w->router;
     struct admit_refusal no;
     char service[TWILIO_SID_LEN + 1] = "";

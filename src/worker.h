@@ -33,6 +33,7 @@ struct server {
     int stopping;                  /* atomic: set once shutdown begins */
     struct upstream_limits limits; /* max_inflight / queue_size across all workers */
     struct admission *admission;   /* client rates, auth failures, connections (admission.h) */
+    struct webhook_stats *webhook_stats; /* usergate_webhook_events_total (webhook.h) */
 };
 
 /* Current config snapshot with a new reference (caller unrefs). */

@@ -8,7 +8,15 @@ Bodies follow twilio-spec README §5-§8.
 
 Every request is recorded (method, raw path, headers, body, and the response
 that was sent) and a control API under /_mock/ (no auth) lets tests read the
-log, reset, inject failures and read stats. Tests usually run it in-process:
+log, reset, inject failures and read stats.
+
+Like Twilio, it announces user changes to the event sinks in .sinks
+(twilio_events.Sink): changes made "outside" (outside_update/outside_create:
+an end user's SDK, the Console, another back end) always, and REST writes
+only when they carry X-Twilio-Webhook-Enabled: true. Deliveries are signed,
+sent in the background and recorded in .events.log.
+
+Tests usually run it in-process:
 
     m = MockTwilio(ACCOUNT, TOKEN); port = m.start(); ...; m.stop()
 
@@ -26,6 +34,8 @@ import threading
 import time
 import urllib.parse
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+from twilio_events import Deliverer
 
 CONVERSATIONS_BASE = "https://conversations.twilio.com"
 CHAT_BASE = "https://chat.twilio.com"
@@ -111,6 +121,8 @@ class MockTwilio:
         self.server = None
         self.thread = None
         self.port = None
+        self.sinks = []  # twilio_events.Sink: where user events go
+        self.events = Deliverer(self.account_sid, self.auth_token)
 
     # ---- lifecycle
     def start(self, port=0, tls=None):
@@ -201,6 +213,42 @@ class MockTwilio:
             u = self._create_locked(service, identity, friendly_name, attributes, None)
         return dict(u)
 
+    def outside_update(self, identity_or_sid, service=None, friendly_name=None, attributes=None,
+                       announce=True):
+        """Change a user as an end user's SDK (or the Console) does: not
+        through the REST API, and announced to the sinks. Returns (user, seq)."""
+        service = service or self.default_service
+        with self.lock:
+            u = self._find_locked(service, identity_or_sid)
+            if not u:
+                raise KeyError(identity_or_sid)
+            if friendly_name is not None:
+                u["friendly_name"] = friendly_name
+            if attributes is not None:
+                u["attributes"] = attributes
+            u["date_updated"] = now_iso()
+            h = self._applied_locked(u, outside=True)
+            u = dict(u)
+        if announce:
+            self.announce("updated", u, h["seq"])
+        return u, h["seq"]
+
+    def outside_create(self, identity, service=None, friendly_name=None, announce=True):
+        """Create a user outside usergate (another back end); announced."""
+        service = service or self.default_service
+        with self.lock:
+            u = dict(self._create_locked(service, identity, friendly_name, "{}", None))
+            seq = self.history[-1]["seq"]
+            self.history[-1]["outside"] = True
+        if announce:
+            self.announce("added", u, seq)
+        return u, seq
+
+    def announce(self, change, user, seq=None, **kw):
+        """Deliver one user event to every sink (in the background)."""
+        for sink in list(self.sinks):
+            self.events.deliver(sink, change, user, seq, **kw)
+
     def get_user(self, identity_or_sid, service=None):
         service = service or self.default_service
         with self.lock:
@@ -243,13 +291,15 @@ class MockTwilio:
         self._applied_locked(u)
         return u
 
-    def _applied_locked(self, u, deleted=False):
+    def _applied_locked(self, u, deleted=False, outside=False):
         """Ground truth for the history checker: every change as applied,
         in order, with its monotonic time."""
-        self.history.append({"seq": len(self.history), "t": time.monotonic(),
-                             "service": u["service"], "identity": u["identity"], "sid": u["sid"],
-                             "friendly_name": None if deleted else u["friendly_name"],
-                             "deleted": deleted})
+        h = {"seq": len(self.history), "t": time.monotonic(), "service": u["service"],
+             "identity": u["identity"], "sid": u["sid"],
+             "friendly_name": None if deleted else u["friendly_name"], "deleted": deleted,
+             "outside": outside}
+        self.history.append(h)
+        return h
 
     def render(self, u, family, presence=True):
         """The user as the given family's JSON object."""
@@ -383,6 +433,9 @@ class MockTwilio:
                 u = self._create_locked(service, identity, form.get("FriendlyName"),
                                         form.get("Attributes"), form.get("RoleSid"))
                 obj = self.render(u, family)
+                seq, u = self.history[-1]["seq"], dict(u)
+            if headers.get("x-twilio-webhook-enabled") == "true":
+                self.announce("added", u, seq)
             obj["is_notifiable"] = None  # presence is only complete on fetch
             return 201, obj, {}
         if method != "GET":
@@ -447,8 +500,11 @@ class MockTwilio:
                     if field in form:
                         u[attr] = form[field]
                 u["date_updated"] = now_iso()
-                self._applied_locked(u)
-                return 200, self.render(u, family), {}
+                h = self._applied_locked(u)
+                obj, u = self.render(u, family), dict(u)
+            if headers.get("x-twilio-webhook-enabled") == "true":
+                self.announce("updated", u, h["seq"])
+            return 200, obj, {}
         if method == "DELETE":
             with self.lock:
                 u = self._find_locked(service, key)
@@ -477,6 +533,14 @@ class MockTwilio:
         if path == "/_mock/reset" and method == "POST":
             self.reset(clear_users=str(args.get("users", "keep")) in ("clear", "1", "true"))
             return 200, {"ok": True}
+        if path == "/_mock/outside_update" and method == "POST":
+            try:
+                u, seq = self.outside_update(args["user"], args.get("service"),
+                                             friendly_name=args.get("friendly_name"),
+                                             attributes=args.get("attributes"))
+            except KeyError:
+                return 404, error_body(404, 20404, "no such user")
+            return 200, {"user": u, "seq": seq}
         if path == "/_mock/fail" and method == "POST":
             count = args.get("count")
             status = args.get("status")
