@@ -22,6 +22,14 @@ The history is then checked against the guarantees README states:
     fetch returns an older state;
   - bounded staleness while Redis was failing: writes that overlapped a
     Redis fault are checked from the fault's end + RELAX_S on;
+  - outside writes: an "outside writer" changes users directly at the mock
+    (as an end user's SDK does) and has the mock deliver Twilio's signed
+    event for each change to a random instance, as a random kind
+    (Conversations or Chat webhook, Event Streams), late (up to
+    OUTSIDE_DELAY_S) and sometimes twice, so events also arrive out of
+    order; once usergate answered 200 to a change's event, no fetch on any
+    instance returns an older state (relaxed like writes when Redis was
+    failing);
   - no hang: every operation is answered within HANG_S.
 A violation prints the seed and the relevant excerpt of the history.
 """
@@ -38,6 +46,7 @@ import time
 import urllib.parse
 
 from conftest import SERVICE, http_request, user_path, users_path
+from twilio_events import Sink
 
 IDENTITIES = ["ada", "bob", "c\u00e9cile", "d+1@x.io"]
 FAMILIES = ("v1", "v1s", "v2")
@@ -48,8 +57,11 @@ FAMILIES = ("v1", "v1s", "v2")
 # served, not even as stale). Short timeouts make faults bite often.
 # HISTORY_OLD=1 leaves out the keys an older build does not know, to show
 # what the checker finds there.
+PUBLIC_URL = "https://gw.example.com/twilio/events"
+OUTSIDE_DELAY_S = 0.8
 GATEWAY = {
     "server": {"max_connections_per_ip": "0"},
+    "webhooks": {"enabled": "on", "public_url": PUBLIC_URL},
     "upstream": {"timeout_ms": "700", "max_retries": "1", "queue_timeout_ms": "1000",
                  "writes_per_second": "1000", "connect_timeout_ms": "500"},
     "redis": {"timeout_ms": "150"},
@@ -70,6 +82,7 @@ def gateway_settings(seed):
         g["cache"].update(LONG_TTL)
     if os.environ.get("HISTORY_OLD"):
         del g["cache"]["unknown_write_hold_ms"]
+        del g["webhooks"]
     return g
 HOLD_S = 1.5
 RELAX_S = 11.0  # reconnect back-off (<= 5 s) + retry back-off (<= 5 s) + timeouts
@@ -97,7 +110,7 @@ class Op:
 
 class History:
     def __init__(self, gateways, mock, redis, seed, duration, threads=8, faults=True,
-                 outside_writer=None):
+                 outside_writer=True):
         self.gws = gateways
         self.mock = mock
         self.redis = redis
@@ -111,6 +124,8 @@ class History:
         self.sids = collections.defaultdict(set)  # identity -> SIDs ever seen
         self.fault_log = []  # (t0, t1, what)
         self.redis_faults = []  # (t0, t1)
+        self.outside_writer = outside_writer
+        self.outside = []  # (seq, identity, sid, token, applied at)
         self.t_start = None
         # Odd seeds: few users, many writes (races between fetches and
         # writes). Even seeds: more users, rarer writes, so an answer stored
@@ -170,6 +185,42 @@ class History:
         while time.monotonic() < deadline:
             self._run_op(rng, tid)
 
+    # ---- changes made outside usergate
+    def _outside(self, rng, deadline):
+        n = 0
+        while time.monotonic() < deadline - 0.5:
+            time.sleep(rng.uniform(0.05, 0.4))
+            ident = rng.choice(self.identities)
+            n += 1
+            token = "o-%d" % n
+            try:
+                u, seq = self.mock.outside_update(ident, friendly_name=token, announce=False)
+            except KeyError:  # deleted (or not created yet) at Twilio
+                continue
+            with self.lock:
+                self.sids[ident].add(u["sid"])
+                self.outside.append((seq, ident, u["sid"], token, time.monotonic()))
+            gw = rng.choice(self.gws)
+            sink = Sink(gw.port, PUBLIC_URL, kind=rng.choice(["conversations", "chat",
+                                                               "eventstreams"]), retries=60)
+            self.mock.events.deliver(sink, "updated", u, seq,
+                                     delay=rng.uniform(0, OUTSIDE_DELAY_S),
+                                     copies=rng.choice([1, 1, 2]))
+
+    def _outside_ops(self):
+        """Each acknowledged outside change as a write that binds fetches from
+        its acknowledgement on."""
+        self.mock.events.join(HANG_S + 20)
+        ops = []
+        for seq, ident, sid, token, t in self.outside:
+            acked = self.mock.events.acked(seq)
+            if acked is None:
+                continue
+            ops.append(Op(id=-seq, thread=-1, gw=-1, kind="outside", identity=ident,
+                          by_sid=False, sid=sid, family="", token=token, t0=t, t1=acked,
+                          status=200))
+        return ops
+
     # ---- faults
     def _fault(self, rng, deadline):
         m = self.mock
@@ -219,11 +270,16 @@ class History:
         if self.faults:
             ts.append(threading.Thread(target=self._fault, args=(random.Random(self.seed), deadline),
                                        daemon=True))
+        if self.outside_writer:
+            ts.append(threading.Thread(target=self._outside,
+                                       args=(random.Random(self.seed * 31 + 7), deadline),
+                                       daemon=True))
         for t in ts:
             t.start()
         for t in ts:
             t.join(self.duration + HANG_S + 30)
         self.mock.clear_failures()
+        self.ops += self._outside_ops()
         return self
 
     # ---- the checks
@@ -240,6 +296,8 @@ class History:
         ops = sorted(self.ops, key=lambda o: o.t0)
         writes = [o for o in ops if o.kind != "fetch"]
         for o in ops:
+            if o.kind == "outside":
+                continue  # Twilio's delivery, not a request to usergate
             if o.error or o.t1 - o.t0 > HANG_S:
                 self.classes["hang (defect 1)"] += 1
                 out.append(self._report("no hang", o, "took %.1f s (bound %.1f s)%s"
@@ -272,7 +330,7 @@ class History:
             if w.kind == "fetch" or w.error:
                 continue
             eff = None
-            if w.kind in ("create", "update"):
+            if w.kind in ("create", "update", "outside"):
                 eff = tokens.get(w.token)
             else:
                 for e in deletions[w.identity]:
@@ -313,6 +371,8 @@ class History:
         """What a read violation looks like, after the defects of issue 10:
         by the writes between the state it returned and the fetch."""
         w = self.last_required
+        if w is not None and w.kind == "outside":
+            return "stale after Twilio's event was acknowledged (issue 11)"
         since = self.returned_t if self.returned_t is not None else f.t0 - 10
         # the writes that made it stale: answered since, or in flight when it
         # stopped being current (Twilio may apply a write after answering it)
@@ -403,7 +463,10 @@ class History:
 
     def summary(self):
         c = collections.Counter((o.kind, o.status) for o in self.ops)
-        return "seed %d: %d ops, %d cache hits (%s); %d faults (%s)" % (
+        late = sum(1 for r in self.mock.events.log if not r["ok"])
+        return ("seed %d: %d ops, %d cache hits (%s); %d faults (%s); %d outside changes, "
+                "%d event deliveries (%d refused and redelivered)") % (
             self.seed, len(self.ops), self.hits(), ", ".join("%s %s: %d" % (k, s, n)
                                                 for (k, s), n in sorted(c.items(), key=str)),
-            len(self.fault_log), ", ".join(sorted({w for _, _, w in self.fault_log})))
+            len(self.fault_log), ", ".join(sorted({w for _, _, w in self.fault_log})),
+            len(self.outside), len(self.mock.events.log), late)

@@ -29,5 +29,7 @@ def test_history(gateway_factory, mock, redis, seed):
     bad = h.check()
     assert len(h.ops) > 100, h.summary()
     assert h.hits() > 50, "the cache was hardly used: " + h.summary()
+    acked = [o for o in h.ops if o.kind == "outside"]
+    assert len(acked) > 5, "too few outside changes acknowledged: " + h.summary()
     assert not bad, "\n\n".join(bad[:5]) + "\n\n%d violations: %s; %s" % (
         len(bad), dict(h.classes), h.summary())
