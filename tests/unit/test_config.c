@@ -367,6 +367,19 @@ static const struct err_case err_cases[] = {
      .want = {"{D}/main.conf:3: [client a] rate: 'fast' is not a number from 0 to 1000000",
               "{D}/main.conf:4: [client a] burst.create: '-1' is not a number from 0 to 1000000",
               "{D}/main.conf:5: unknown key 'rate.nope' in [client a]"}},
+    {"webhooks with API keys need the signing token",
+     {{"main.conf", "[upstream]\naccount_sid = " AC "\napi_key_sid = SK0123456789abcdef0123456789abcdef"
+                    "\napi_key_secret_file = k\n[webhooks]\nenabled = on\n"},
+      {"k", "key-secret-0123\n"}},
+     .want = {"{D}/main.conf: [webhooks] with API-key credentials usergate does not know the auth "
+              "token Twilio signs events with: set webhook_auth_token_file"}},
+    {"bad webhook path and public URL",
+     {{"main.conf", "[webhooks]\nenabled = on\npath = twilio?x\npublic_url = "
+                    "https://gw.example.com\n"}},
+     .want = {"{D}/main.conf: [webhooks] path must start with '/' and hold no '?', '#', '%' or "
+              "space",
+              "{D}/main.conf: [webhooks] public_url must be the full http(s) URL Twilio calls "
+              "(scheme, host, optional port, path), without a query or fragment"}},
     {"unreadable main file",
      {{NULL, NULL}},
      .want = {"{D}/main.conf: cannot read: No such file or directory"}},
