@@ -1,7 +1,7 @@
 """A hostile client for the listener: many threads, each picking random
 attacks (random bytes, truncated and giant heads, slowloris, pipelined
 garbage, smuggling attempts, dot segments, huge bodies, clients that never
-read) against one usergate port, for a bounded time and request count.
+read, forged Twilio events at /twilio/events) against one usergate port, for a bounded time and request count.
 Loopback only. Used by test_hostile.py and by hand:
 
     /usr/bin/python3 tests/integration/hostile.py PORT SECONDS [SEED]
@@ -129,8 +129,31 @@ class Hostile:
                           % base64.b64encode(b"app:guess-%d" % rng.randint(0, 1 << 30)).decode())
                          .encode())
 
+    def forged_event(self, rng):
+        """A Twilio event the attacker cannot sign: random form or JSON
+        bodies, signatures and query strings at the webhook path."""
+        kind = rng.choice(["form", "json", "junk"])
+        if kind == "form":
+            body = ("EventType=onUserUpdated&AccountSid=AC%032x&ChatServiceSid=IS%032x&Identity=alice"
+                    % (rng.getrandbits(128), rng.getrandbits(128))).encode()
+            ctype = "application/x-www-form-urlencoded"
+        elif kind == "json":
+            body = (b'[{"type":"com.twilio.conversations.user.updated","data":{"Identity":"alice"}}]'
+                    * rng.randint(1, 50))
+            ctype = "application/json"
+        else:
+            body = bytes(rng.getrandbits(8) for _ in range(rng.randint(0, 3000)))
+            ctype = rng.choice(["application/json", "text/plain", "application/x-www-form-urlencoded"])
+        query = rng.choice(["", "?bodySHA256=" + "0" * 64, "?bodySHA256=%zz", "?" + "a" * 3000])
+        sig = base64.b64encode(bytes(rng.getrandbits(8) for _ in range(20))).decode()
+        head = ("POST /twilio/events%s HTTP/1.1\r\nHost: a\r\nContent-Type: %s\r\n"
+                "X-Twilio-Signature: %s\r\nContent-Length: %d\r\n\r\n"
+                % (query, ctype, sig, len(body))).encode()
+        self._send_close(head + body)
+
     ATTACKS = ["random_bytes", "giant_head", "many_headers", "truncated", "pipelined_garbage",
-               "smuggle", "dot_segments", "huge_body", "never_reads", "slowloris", "bad_auth"]
+               "smuggle", "dot_segments", "huge_body", "never_reads", "slowloris", "bad_auth",
+               "forged_event"]
 
     def _worker(self, i):
         rng = random.Random(self.rng_seed * 1000 + i)

@@ -8,7 +8,7 @@ import subprocess
 import threading
 import time
 
-from conftest import USERGATE_BIN, USERGATE_WRAPPER, user_path, wait_until
+from conftest import USERGATE_BIN, USERGATE_WRAPPER, user_key, user_path, wait_until
 from hostile import Hostile
 
 RSS_BOUND_MB = 8
@@ -44,7 +44,7 @@ def good_client(gw, stop, bad, counts):
         time.sleep(0.01)
 
 
-def test_hostile_burst_hurts_no_one(gateway_factory, mock):
+def test_hostile_burst_hurts_no_one(gateway_factory, mock, redis):
     mock.add_user("alice")
     # Under ASan, freed memory waits in a quarantine (256 MB by default) and
     # is seldom given back: keep it small and released, so RSS still tells.
@@ -52,8 +52,10 @@ def test_hostile_burst_hurts_no_one(gateway_factory, mock):
                            "allocator_release_to_os_interval_ms=100"}
     gw = gateway_factory({"server": {"max_connections_per_ip": "0", "header_timeout_ms": "1000",
                                      "body_timeout_ms": "1000", "idle_timeout_ms": "3000",
-                                     "access_log": "off"}}, env=env)
+                                     "access_log": "off"},
+                          "webhooks": {"enabled": "on"}}, env=env)
     assert gw.get(user_path("v1", "alice")).status == 200
+    version = redis.cmd("GET", user_key("v", "alice"))
     # warm up the allocator with ordinary traffic, then take the baseline
     for _ in range(200):
         gw.get(user_path("v1", "alice"))
@@ -70,6 +72,11 @@ def test_hostile_burst_hurts_no_one(gateway_factory, mock):
     t.join(10)
 
     assert actions > 2000, actions
+    # no forged event invalidated anything
+    m = gw.metrics()
+    assert m.get_value("usergate_webhook_signature_failures_total") > 50, m
+    assert not m.find("usergate_webhook_events_total"), m.find("usergate_webhook_events_total")
+    assert redis.cmd("GET", user_key("v", "alice")) == version
     assert counts[0] > 100, counts
     assert not bad, bad[:5]
     # nothing hostile reached Twilio: at most the good client's own misses
