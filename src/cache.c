@@ -15,6 +15,8 @@
 #include <string.h>
 
 #include "config.h"
+#include "local.h"
+#include "log.h"
 #include "metrics.h"
 #include "redis.h"
 #include "twilio.h"
@@ -49,7 +51,16 @@ struct cache {
     struct pending *sending; /* sent, reply owed */
     size_t n_pending;        /* both lists */
     struct event *timer;
+    /* The local tier (cache_enable_local): used only while the subscription
+     * to invalidations is confirmed; flushed whenever it is lost. */
+    struct local *local;
+    bool local_live;
+    struct event *deliver_ev;                   /* local hits answered on the next turn */
+    struct lookup *deliver_head, *deliver_tail; /* their queue */
 };
+
+struct lookup;
+static void deliver_local(evutil_socket_t fd, short what, void *arg);
 
 static void arm_timer(struct cache *c);
 
@@ -81,6 +92,11 @@ void cache_free(struct cache *c)
         p->owner = NULL; /* on_pending_done frees it */
     if (c->timer)
         event_free(c->timer);
+    if (c->deliver_ev) {
+        deliver_local(-1, 0, c); /* answer the local hits still queued */
+        event_free(c->deliver_ev);
+    }
+    local_free(c->local);
     config_unref(c->cfg);
     free(c);
 }
@@ -189,13 +205,56 @@ struct lookup {
     char sid[TWILIO_SID_LEN + 1]; /* a SID lookup: the SID asked for */
     int64_t lifetime_ms;          /* entry_lifetime_ms of the lookup's config */
     struct cache_stamp stamp;
+    /* local tier: fill it with the answer if nothing was evicted meanwhile */
+    bool local_fill;
+    uint64_t local_epoch;
+    long local_ttl_ms;
+    struct buf local_env;      /* a local hit's envelope (copied: delivered later) */
+    struct lookup *local_next; /* in c->deliver_head */
 };
+
+/* ---- the local tier's keys and tags */
+
+/* account + service + kind + family + name: a service's items share a prefix. */
+#define LKEY_MAX (2 * TWILIO_SID_LEN + 2 + TWILIO_IDENTITY_MAX)
+static size_t lkey(char out[LKEY_MAX], const char *account, const char *service, char kind,
+                   int family, const char *name, size_t name_len)
+{
+    memcpy(out, account, TWILIO_SID_LEN);
+    memcpy(out + TWILIO_SID_LEN, service, TWILIO_SID_LEN);
+    out[2 * TWILIO_SID_LEN] = kind;
+    out[2 * TWILIO_SID_LEN + 1] = (char)('0' + family);
+    memcpy(out + 2 * TWILIO_SID_LEN + 2, name, name_len);
+    return 2 * TWILIO_SID_LEN + 2 + name_len;
+}
+
+/* A name's tag as a number: what invalidation messages carry (in hex). */
+static uint64_t ltag(const char *account, const char *service, const char *name, size_t name_len)
+{
+    char hex[ENTRY_TAG_LEN + 1];
+    entry_tag(hex, account, service, name, name_len);
+    uint64_t t = strtoull(hex, NULL, 16);
+    return t ? t : 1; /* 0 means "no tag" to local.c */
+}
+
+static bool local_usable(const struct cache *c, const char *account, const char *service)
+{
+    return c->local && c->local_live && strlen(account) == TWILIO_SID_LEN &&
+           strlen(service) == TWILIO_SID_LEN;
+}
+
+static void local_gauge(struct cache *c)
+{
+    if (c->metrics)
+        metrics_gauge_set(c->metrics, MGAUGE_LOCAL_ENTRIES, (int64_t)local_count(c->local));
+}
 
 static void lookup_finish(struct lookup *st, enum cache_result res, const struct entry *e)
 {
     if (res == CACHE_ERROR)
         st->stamp.known = false;
     st->cb(st->arg, res, res == CACHE_FOUND ? e : NULL, &st->stamp);
+    buf_free(&st->local_env);
     free(st->prefix);
     free(st->account);
     free(st->service);
@@ -235,6 +294,8 @@ static void ensure_version(struct lookup *st)
     buf_free(&k);
 }
 
+static void local_keep(struct lookup *st, const char *env, size_t env_len, const struct entry *e);
+
 /* MGET entry, version, hold of the identity (asked for, or the SID's alias). */
 static void on_identity_mget(void *arg, const struct redis_reply *rep)
 {
@@ -271,7 +332,89 @@ static void on_identity_mget(void *arg, const struct redis_reply *rep)
         (e.status == 404 || bytes_eq(e.identity, e.identity_len, s->ident, s->ident_len)) &&
         (!st->sid[0] || (e.status == 200 && bytes_eq(e.sid, e.sid_len, st->sid, strlen(st->sid)))))
         res = CACHE_FOUND;
+    if (res == CACHE_FOUND)
+        local_keep(st, ent->str, ent->len, &e);
     lookup_finish(st, res, &e);
+}
+
+/* Keep a fresh entry Redis just vouched for, unless an invalidation (of
+ * anyone: the epoch is coarse) or a loss of the subscription came between
+ * the lookup's start and now: its answer may predate it. */
+static void local_keep(struct lookup *st, const char *env, size_t env_len, const struct entry *e)
+{
+    struct cache *c = st->c;
+    if (!st->local_fill || !local_usable(c, st->account, st->service) ||
+        local_epoch(c->local) != st->local_epoch || e->fresh_until_ms <= util_wall_ms())
+        return;
+    char k[LKEY_MAX];
+    const struct cache_stamp *s = &st->stamp;
+    int64_t expires = util_now_ms() + st->local_ttl_ms;
+    size_t n = lkey(k, st->account, st->service, EK_ENTRY, (int)st->family, s->ident, s->ident_len);
+    local_put(c->local, k, n, ltag(st->account, st->service, s->ident, s->ident_len), env, env_len,
+              expires);
+    if (st->sid[0]) { /* a SID's identity never changes */
+        n = lkey(k, st->account, st->service, EK_ALIAS, 0, st->sid, TWILIO_SID_LEN);
+        local_put(c->local, k, n, 0, s->ident, s->ident_len, expires);
+    }
+    local_gauge(c);
+}
+
+/* A fresh entry in the local tier: answered on the next loop turn (callbacks
+ * never run inside cache_lookup) from a copy of it. */
+static bool local_lookup(struct cache *c, struct lookup *st, const struct cache_user *u)
+{
+    char k[LKEY_MAX];
+    size_t n, vlen;
+    const char *v;
+    struct cache_stamp *s = &st->stamp;
+    if (u->user_is_sid) {
+        n = lkey(k, u->account, u->service, EK_ALIAS, 0, u->user, u->user_len);
+        if (!(v = local_get(c->local, k, n, util_now_ms(), &vlen)) || vlen > TWILIO_IDENTITY_MAX)
+            return false;
+        memcpy(s->ident, v, vlen);
+        s->ident[vlen] = '\0';
+        s->ident_len = vlen;
+    }
+    if (bypassed(c, u->account, u->service, s->ident, s->ident_len))
+        return false;
+    n = lkey(k, u->account, u->service, EK_ENTRY, (int)u->family, s->ident, s->ident_len);
+    struct entry e;
+    if (!(v = local_get(c->local, k, n, util_now_ms(), &vlen)) || entry_decode(v, vlen, &e) < 0 ||
+        e.fresh_until_ms <= util_wall_ms() || e.ver_len > ENTRY_VER_MAX ||
+        (u->user_is_sid && !(e.status == 200 && bytes_eq(e.sid, e.sid_len, u->user, u->user_len))))
+        return false;
+    memcpy(s->ver, e.ver, e.ver_len);
+    s->ver[e.ver_len] = '\0';
+    s->known = true;
+    buf_append(&st->local_env, v, vlen);
+    st->local_next = NULL;
+    if (c->deliver_tail)
+        c->deliver_tail->local_next = st;
+    else
+        c->deliver_head = st;
+    c->deliver_tail = st;
+    event_active(c->deliver_ev, EV_TIMEOUT, 0);
+    return true;
+}
+
+static void deliver_local(evutil_socket_t fd, short what, void *arg)
+{
+    struct cache *c = arg;
+    (void)fd;
+    (void)what;
+    struct lookup *st = c->deliver_head;
+    c->deliver_head = c->deliver_tail = NULL;
+    while (st) {
+        struct lookup *next = st->local_next;
+        struct entry e;
+        if (c->metrics)
+            metrics_inc(c->metrics, MCOUNT_LOCAL_HITS);
+        if (entry_decode(st->local_env.data, st->local_env.len, &e) == 0)
+            lookup_finish(st, CACHE_FOUND, &e);
+        else
+            lookup_finish(st, CACHE_ERROR, NULL);
+        st = next;
+    }
 }
 
 static void identity_mget(struct lookup *st)
@@ -351,9 +494,19 @@ void cache_lookup(struct cache *c, const struct config *cfg, const struct cache_
     if (!u->user_is_sid) {
         memcpy(st->stamp.ident, u->user, u->user_len);
         st->stamp.ident_len = u->user_len;
+    }
+    if (local_usable(c, u->account, u->service)) {
+        st->local_fill = true;
+        st->local_epoch = local_epoch(c->local);
+        st->local_ttl_ms = cfg->local_ttl * 1000;
+        if (local_lookup(c, st, u))
+            return;
+    }
+    if (!u->user_is_sid) {
         identity_mget(st);
         return;
     }
+    st->stamp.ident_len = 0; /* a local alias may have set it */
     memcpy(st->sid, u->user, TWILIO_SID_LEN);
     struct buf k[2] = {{0}};
     entry_key(&k[0], cfg->key_prefix, EK_ALIAS, u->account, u->service, -1, st->sid,
@@ -546,13 +699,24 @@ refuse:
 
 /* ---- invalidate */
 
-/* A new version, the entries gone, and maybe a hold. KEYS: version, hold,
- * entries...; ARGV: new version, version PX, hold PX ("0": none). */
+/* A new version, the entries gone, maybe a hold, and the name's tag
+ * published to every instance's local tier, all in one step. KEYS: version,
+ * hold, entries...; ARGV: new version, version PX, hold PX ("0": none),
+ * channel, tag. */
 static const char inval_script[] =
     "redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])\n"
     "for i = 3, #KEYS do redis.call('DEL', KEYS[i]) end\n"
     "if tonumber(ARGV[3]) > 0 then redis.call('SET', KEYS[2], '1', 'PX', ARGV[3]) end\n"
+    "redis.call('PUBLISH', ARGV[4], ARGV[5])\n"
     "return 1\n";
+
+/* The channel of invalidation messages: one per key prefix. Messages: a
+ * name's tag (16 hex digits), or "S" + account + service (a purge). */
+static void inval_channel(struct buf *out, const struct config *cfg)
+{
+    buf_puts(out, cfg->key_prefix);
+    buf_puts(out, "invalidations");
+}
 
 struct inval {
     struct cache *c;
@@ -574,17 +738,26 @@ static void send_inval(struct cache *c, const struct config *cfg, const char *ac
     entry_key(&keys[1], cfg->key_prefix, EK_HOLD, account, service, -1, ident, ident_len);
     for (int f = 0; f < FAMILY_COUNT; f++)
         entry_key(&keys[2 + f], cfg->key_prefix, EK_ENTRY, account, service, f, ident, ident_len);
-    char ver[24], vpx[24], hpx[24];
+    char ver[24], vpx[24], hpx[24], tag[ENTRY_TAG_LEN + 1];
     new_version(ver);
     snprintf(vpx, sizeof vpx, "%" PRId64, entry_lifetime_ms(cfg));
     snprintf(hpx, sizeof hpx, "%ld", hold_ms > 0 ? hold_ms : 0);
-    const char *args[3] = {ver, vpx, hpx};
-    size_t alens[3] = {strlen(ver), strlen(vpx), strlen(hpx)};
+    entry_tag(tag, account, service, ident, ident_len);
+    struct buf ch = {0};
+    inval_channel(&ch, cfg);
+    const char *args[5] = {ver, vpx, hpx, ch.data, tag};
+    size_t alens[5] = {strlen(ver), strlen(vpx), strlen(hpx), ch.len, ENTRY_TAG_LEN};
+    /* This worker's own tier forgets the name now, before Redis does. */
+    if (c->local) {
+        local_evict_tag(c->local, ltag(account, service, ident, ident_len));
+        local_gauge(c);
+    }
     /* Past an open breaker: the other instances' correctness hangs on it. */
     eval_script_via(redis_command_urgent, c->r, inval_script, sizeof inval_script - 1, keys,
-                    2 + FAMILY_COUNT, args, alens, 3, cb, arg);
+                    2 + FAMILY_COUNT, args, alens, 5, cb, arg);
     for (int i = 0; i < 2 + FAMILY_COUNT; i++)
         buf_free(&keys[i]);
+    buf_free(&ch);
 }
 
 /* Add to the queue (false when it is full). */
@@ -668,6 +841,56 @@ void cache_invalidate(struct cache *c, const struct config *cfg, const char *acc
     st->ident_len = identity_len;
     st->hold_ms = hold_ms;
     send_inval(c, cfg, account, service, identity, identity_len, hold_ms, on_inval, st);
+}
+
+/* ---- keeping the local tier coherent */
+
+static void on_inval_message(void *arg, const char *msg, size_t len)
+{
+    struct cache *c = arg;
+    char hex[ENTRY_TAG_LEN + 1];
+    if (len == ENTRY_TAG_LEN && strspn(msg, "0123456789abcdef") >= ENTRY_TAG_LEN) {
+        memcpy(hex, msg, ENTRY_TAG_LEN);
+        hex[ENTRY_TAG_LEN] = '\0';
+        uint64_t t = strtoull(hex, NULL, 16);
+        local_evict_tag(c->local, t ? t : 1);
+    } else if (len == 1 + 2 * TWILIO_SID_LEN && msg[0] == 'S') {
+        local_evict_prefix(c->local, msg + 1, 2 * TWILIO_SID_LEN);
+    } else {
+        local_flush(c->local); /* not ours to read: forget everything */
+    }
+    if (c->metrics)
+        metrics_inc(c->metrics, MCOUNT_LOCAL_INVALIDATIONS);
+    local_gauge(c);
+}
+
+/* Lost: messages may be missed from now on, so nothing kept can be
+ * trusted. Confirmed: start empty (nothing was kept while down either). */
+static void on_inval_live(void *arg, bool live)
+{
+    struct cache *c = arg;
+    c->local_live = live;
+    local_flush(c->local);
+    if (c->metrics) {
+        metrics_inc(c->metrics, MCOUNT_LOCAL_FLUSHES);
+        metrics_gauge_set(c->metrics, MGAUGE_LOCAL_UP, live);
+    }
+    local_gauge(c);
+    if (live)
+        log_info("local tier on: subscribed to invalidations");
+    else
+        log_warn("local tier flushed and off: the invalidation subscription was lost");
+}
+
+void cache_enable_local(struct cache *c, struct redis *sub, const struct config *cfg,
+                        size_t max_items)
+{
+    c->local = local_new(max_items);
+    c->deliver_ev = event_new(c->base, -1, 0, deliver_local, c);
+    struct buf ch = {0};
+    inval_channel(&ch, cfg);
+    redis_subscribe(sub, ch.data, on_inval_message, on_inval_live, c);
+    buf_free(&ch);
 }
 
 /* ---- the queue of invalidations to (re)send */
@@ -813,6 +1036,7 @@ struct purge {
     struct redis *r;
     cache_count_cb cb;
     void *arg;
+    struct buf channel, message; /* announced when done, so local tiers forget it */
     struct buf pattern;
     char cursor[32];
     long long deleted;
@@ -820,10 +1044,24 @@ struct purge {
 
 static void purge_scan(struct purge *st);
 
+static void on_published(void *arg, const struct redis_reply *rep)
+{
+    (void)arg;
+    (void)rep;
+}
+
 static void purge_finish(struct purge *st, bool ok)
 {
+    /* Announced even after a failure: whatever was deleted must leave the
+     * local tiers too (a lost announcement costs them their subscription
+     * only if Redis is gone, and then they flush anyway). */
+    const char *argv[3] = {"PUBLISH", st->channel.data, st->message.data};
+    size_t lens[3] = {7, st->channel.len, st->message.len};
+    redis_command_urgent(st->r, on_published, NULL, 3, argv, lens);
     st->cb(st->arg, ok ? st->deleted : -1);
     buf_free(&st->pattern);
+    buf_free(&st->channel);
+    buf_free(&st->message);
     free(st);
 }
 
@@ -894,6 +1132,13 @@ void cache_purge_service(struct cache *c, const struct config *cfg, const char *
     st->cb = cb;
     st->arg = arg;
     entry_service_pattern(&st->pattern, cfg->key_prefix, account, service);
+    inval_channel(&st->channel, cfg);
+    buf_printf(&st->message, "S%s%s", account, service);
+    if (c->local) {
+        char k[LKEY_MAX];
+        local_evict_prefix(c->local, k, lkey(k, account, service, 0, 0, "", 0) - 2);
+        local_gauge(c);
+    }
     snprintf(st->cursor, sizeof st->cursor, "0");
     purge_scan(st);
 }

@@ -87,6 +87,16 @@ typedef void (*cache_done_cb)(void *arg, bool ok);
  * gets their gauge and counters. */
 struct cache *cache_new(struct redis *r, struct event_base *base, struct metrics_shard *metrics);
 void cache_free(struct cache *c);
+/* Put a local tier of max_items in front of Redis, kept coherent through
+ * sub (a redis client of its own, made a subscriber here): every
+ * invalidation, by any instance, publishes the user's tag in the same
+ * script that replaces its version; a message evicts the user's items; the
+ * tier is used only while the subscription is confirmed and flushed
+ * whenever it is lost. Only fresh entries Redis vouched for are kept, for
+ * at most cfg->local_ttl, and not when an eviction happened while the
+ * lookup was in flight. sub must be freed before c. */
+void cache_enable_local(struct cache *c, struct redis *sub, const struct config *cfg,
+                        size_t max_items);
 
 void cache_lookup(struct cache *c, const struct config *cfg, const struct cache_user *u,
                   cache_lookup_cb cb, void *arg);

@@ -169,6 +169,9 @@ static const struct key keys[] = {
      .max = 3600000},
     {"cache", "invalidation_queue", K_INT, "10000", .off = C(invalidation_queue), .min = 0,
      .max = 10000000},
+    {"cache", "local_entries", K_INT, "0", .off = C(local_entries), .min = 0, .max = 10000000,
+     .restart = true},
+    {"cache", "local_ttl", K_SEC, "5", .off = C(local_ttl), .min = 1, .max = 3600},
 
     {"webhooks", "enabled", K_BOOL, "off", .off = C(webhooks_enabled)},
     {"webhooks", "path", K_STR, "/twilio/events", .off = C(webhook_path)},
@@ -1534,6 +1537,9 @@ static void render_restart_value(const struct key *k, const struct config *c, st
     }
     case K_WORKERS:
         buf_printf(out, "%d", *(const int *)(base + k->off));
+        break;
+    case K_INT:
+        buf_printf(out, "%ld", *(const long *)(base + k->off));
         break;
     default:
         abort(); /* a restart row of a type nobody taught this function */

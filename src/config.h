@@ -109,6 +109,8 @@ struct config {
     long lock_timeout_ms;        /* cross-instance fetch lock; 0 = off; 3000 */
     long unknown_write_hold_ms; /* a write with unknown outcome holds the user uncacheable; 30000 */
     long invalidation_queue;    /* invalidations queued for retry per worker; 10000 */
+    long local_entries;         /* in-process tier, items per instance; 0 = off (default) */
+    long local_ttl;             /* seconds an item stays in it at most; 5 */
 
     /* [webhooks] */
     bool webhooks_enabled;    /* default off */

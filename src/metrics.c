@@ -90,6 +90,15 @@ static const struct {
                               "body_timeout_ms (408), by phase."},
     [MCOUNT_AUTH_FAILURES] = {"usergate_auth_failures_total", NULL,
                               "Client requests refused for missing or wrong credentials."},
+    [MCOUNT_LOCAL_HITS] = {"usergate_local_hits_total", NULL,
+                           "Fetches answered from the in-process local tier (also counted as "
+                           "cache hits)."},
+    [MCOUNT_LOCAL_INVALIDATIONS] = {"usergate_local_invalidations_total", NULL,
+                                    "Invalidation messages received from Redis by the local "
+                                    "tier (every instance's writes, purges and events)."},
+    [MCOUNT_LOCAL_FLUSHES] = {"usergate_local_flushes_total", NULL,
+                              "Times the local tier was emptied because its invalidation "
+                              "subscription was lost or (re)confirmed."},
     [MCOUNT_WEBHOOK_SIGNATURE_FAILURES] = {"usergate_webhook_signature_failures_total", NULL,
                                            "Deliveries to the webhook path refused (403) for a "
                                            "missing or wrong X-Twilio-Signature."},
@@ -110,6 +119,9 @@ static const struct {
     [MGAUGE_UPSTREAM_INFLIGHT] = {"usergate_upstream_inflight", "Upstream requests in flight."},
     [MGAUGE_UPSTREAM_QUEUE] = {"usergate_upstream_queue_depth",
                                "Requests waiting for an upstream slot."},
+    [MGAUGE_LOCAL_ENTRIES] = {"usergate_local_entries", "Items in the local tier."},
+    [MGAUGE_LOCAL_UP] = {"usergate_local_up",
+                         "Workers whose local tier is in use (subscribed to invalidations)."},
     [MGAUGE_INVALIDATIONS_PENDING] = {"usergate_invalidations_pending",
                                       "Invalidations Redis has not taken yet, queued for "
                                       "retry (and hold ends to re-invalidate)."},

@@ -55,6 +55,9 @@ enum metric_counter {
     MCOUNT_BODY_TIMEOUTS,              /* usergate_request_timeouts_total{phase="body"} */
     MCOUNT_AUTH_FAILURES,              /* usergate_auth_failures_total */
     MCOUNT_WEBHOOK_SIGNATURE_FAILURES, /* usergate_webhook_signature_failures_total */
+    MCOUNT_LOCAL_HITS,                 /* usergate_local_hits_total */
+    MCOUNT_LOCAL_INVALIDATIONS,        /* usergate_local_invalidations_total (messages) */
+    MCOUNT_LOCAL_FLUSHES,              /* usergate_local_flushes_total */
     MCOUNT_CONFIG_RELOADS_OK,          /* usergate_config_reloads_total{result="ok"} */
     MCOUNT_CONFIG_RELOADS_FAILED,      /* usergate_config_reloads_total{result="failed"} */
     MCOUNT_COUNT
@@ -68,6 +71,8 @@ enum metric_gauge {
     MGAUGE_UPSTREAM_INFLIGHT, /* usergate_upstream_inflight */
     MGAUGE_UPSTREAM_QUEUE,    /* usergate_upstream_queue_depth */
     MGAUGE_INVALIDATIONS_PENDING, /* usergate_invalidations_pending */
+    MGAUGE_LOCAL_ENTRIES,         /* usergate_local_entries */
+    MGAUGE_LOCAL_UP,              /* usergate_local_up (workers whose local tier is on) */
     MGAUGE_COUNT
 };
 

@@ -98,6 +98,12 @@ struct redis {
     void *error_arg;
     void (*breaker_cb)(void *arg, bool open);
     void *breaker_arg;
+    /* a subscriber (redis_subscribe) */
+    char *sub_channel;
+    void (*sub_message)(void *arg, const char *msg, size_t len);
+    void (*sub_live)(void *arg, bool live);
+    void *sub_arg;
+    bool subscribed;
 };
 
 static struct timeval ms_tv(long ms)
@@ -144,6 +150,11 @@ static void set_up(struct redis *r, bool up)
     if (r->up == up)
         return;
     r->up = up;
+    if (!up && r->subscribed) {
+        r->subscribed = false;
+        if (r->sub_live && !r->freeing)
+            r->sub_live(r->sub_arg, false);
+    }
     if (r->state_cb && !r->freeing)
         r->state_cb(r->state_arg, up);
 }
@@ -405,6 +416,30 @@ static void on_reap(evutil_socket_t fd, short what, void *arg)
     redisAsyncFree(ac);
 }
 
+/* Every reply on a subscriber's connection: the confirmation, then one
+ * per message. hiredis keeps this callback for the subscription's life. */
+static void on_sub_reply(redisAsyncContext *ac, void *reply, void *privdata)
+{
+    struct redis *r = privdata;
+    redisReply *rep = reply;
+    if (ac != r->ac || !rep || r->freeing)
+        return;
+    if (rep->type != REDIS_REPLY_ARRAY || rep->elements < 3 ||
+        rep->element[0]->type != REDIS_REPLY_STRING)
+        return;
+    const char *kind = rep->element[0]->str;
+    r->depth++;
+    if (strcmp(kind, "subscribe") == 0 && !r->subscribed) {
+        r->subscribed = true;
+        if (r->sub_live)
+            r->sub_live(r->sub_arg, true);
+    } else if (strcmp(kind, "message") == 0 && rep->element[2]->type == REDIS_REPLY_STRING) {
+        if (r->sub_message)
+            r->sub_message(r->sub_arg, rep->element[2]->str, rep->element[2]->len);
+    }
+    r->depth--;
+}
+
 static void became_up(struct redis *r)
 {
     event_del(r->connect_timer);
@@ -412,6 +447,30 @@ static void became_up(struct redis *r)
     r->backoff_ms = BACKOFF_MIN_MS;
     r->quiet = false;
     set_up(r, true);
+    if (r->sub_channel) {
+        const char *argv[2] = {"SUBSCRIBE", r->sub_channel};
+        size_t lens[2] = {9, strlen(r->sub_channel)};
+        if (redisAsyncCommandArgv(r->ac, on_sub_reply, r, 2, argv, lens) != REDIS_OK) {
+            fail_log(r, "cannot subscribe");
+            conn_drop(r);
+            schedule_reconnect(r, next_backoff(r));
+        }
+    }
+}
+
+void redis_subscribe(struct redis *r, const char *channel,
+                     void (*on_message)(void *arg, const char *msg, size_t len),
+                     void (*on_live)(void *arg, bool live), void *arg)
+{
+    free(r->sub_channel);
+    r->sub_channel = util_strdup(channel);
+    r->sub_message = on_message;
+    r->sub_live = on_live;
+    r->sub_arg = arg;
+    if (r->up) { /* subscribe on a fresh connection */
+        conn_drop(r);
+        schedule_reconnect(r, 0);
+    }
 }
 
 /* Reply to the handshake command (AUTH, or PING without a password). A
@@ -562,6 +621,7 @@ static void copy_target(struct redis *r, const struct config *cfg)
     free(r->path);
     free(r->username);
     free_secret(r->password);
+    free(r->sub_channel);
     r->addr_text = util_strdup(a->text ? a->text : "(none)");
     r->is_unix = a->is_unix;
     r->host = util_strdup(a->host);

@@ -78,6 +78,15 @@ void redis_set_error_cb(struct redis *r, void (*cb)(void *arg, bool timeout), vo
  * May be NULL. */
 void redis_set_breaker_cb(struct redis *r, void (*cb)(void *arg, bool open), void *arg);
 
+/* Make r a subscriber of channel (a client that then takes no other
+ * command): SUBSCRIBE is sent after every (re)connect; on_live(arg, true)
+ * once Redis confirmed it, on_live(arg, false) whenever the connection is
+ * lost (messages published meanwhile are lost to this client); on_message
+ * for each message. Never called from redis_free. */
+void redis_subscribe(struct redis *r, const char *channel,
+                     void (*on_message)(void *arg, const char *msg, size_t len),
+                     void (*on_live)(void *arg, bool live), void *arg);
+
 /* Call cb with a REDIS_R_ERROR reply on the next loop turn without sending
  * anything: lets layers above keep their own "never called back from inside
  * the call" promise when they fail before reaching Redis. */

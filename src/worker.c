@@ -100,6 +100,8 @@ static void on_notify(evutil_socket_t fd, short what, void *arg)
         struct config *old = w->cfg;
         w->cfg = nc;
         redis_reconfigure(w->redis, nc);
+        if (w->redis_sub)
+            redis_reconfigure(w->redis_sub, nc);
         config_unref(old); /* requests in flight keep their own reference */
     }
     if (flags & WORKER_F_ABORT) {
@@ -138,6 +140,16 @@ struct worker *worker_new(struct server *srv, int index)
     redis_set_error_cb(w->redis, redis_error, w);
     redis_set_breaker_cb(w->redis, redis_breaker, w);
     w->cache = cache_new(w->redis, w->base, w->metrics);
+    if (w->cfg->local_entries > 0) {
+        /* Each worker keeps its share of the tier and its own subscription. */
+        size_t share = (size_t)w->cfg->local_entries / srv->n_workers;
+        w->redis_sub = redis_new(w->base, w->cfg);
+        if (!w->redis_sub) {
+            log_err("worker %d: cannot create the local tier's redis client", index);
+            goto fail;
+        }
+        cache_enable_local(w->cache, w->redis_sub, w->cfg, share ? share : 1);
+    }
     w->router = router_new(w);
     w->notify_ev = event_new(w->base, -1, 0, on_notify, w);
 
@@ -238,6 +250,8 @@ void worker_free(struct worker *w)
     w->upstream = NULL; /* redis's last callbacks may try to go upstream: they fail */
     if (w->redis)
         redis_free(w->redis);
+    if (w->redis_sub)
+        redis_free(w->redis_sub);
     if (w->router)
         router_free(w->router);
     if (w->cache)

@@ -51,7 +51,8 @@ struct worker {
     struct metrics_shard *metrics;
     struct upstream *upstream;
     struct redis *redis;
-    bool redis_was_up; /* a later "up" is a reconnect */
+    struct redis *redis_sub; /* the local tier's invalidation subscription, or NULL */
+    bool redis_was_up;       /* a later "up" is a reconnect */
     struct cache *cache;
     struct router *router;
     struct listener *listener; /* owned by listener.c */

@@ -75,9 +75,17 @@ LONG_TTL = {"ttl": "300", "negative_ttl": "300", "stale_while_revalidate": "0",
             "stale_if_error": "0"}
 
 
-def gateway_settings(seed):
+# With the local tier on, another instance may answer from its tier until the
+# invalidation message reached it: read-your-writes holds from the write's
+# answer plus this (README: the local tier's bound).
+LOCAL_SLACK_S = 0.5
+
+
+def gateway_settings(seed, local=False):
     import copy
     g = copy.deepcopy(GATEWAY)
+    if local:
+        g["cache"].update({"local_entries": "1000", "local_ttl": "30"})
     if seed % 2 == 0:
         g["cache"].update(LONG_TTL)
     if os.environ.get("HISTORY_OLD"):
@@ -110,7 +118,7 @@ class Op:
 
 class History:
     def __init__(self, gateways, mock, redis, seed, duration, threads=8, faults=True,
-                 outside_writer=True):
+                 outside_writer=True, local=False):
         self.gws = gateways
         self.mock = mock
         self.redis = redis
@@ -125,6 +133,7 @@ class History:
         self.fault_log = []  # (t0, t1, what)
         self.redis_faults = []  # (t0, t1)
         self.outside_writer = outside_writer
+        self.local = local  # local tiers on: pub/sub losses among the faults, LOCAL_SLACK_S
         self.outside = []  # (seq, identity, sid, token, applied at)
         self.t_start = None
         # Odd seeds: few users, many writes (races between fetches and
@@ -227,7 +236,8 @@ class History:
         while time.monotonic() < deadline - 1:
             time.sleep(rng.uniform(0.05, 0.3))
             what = rng.choice(["slow", "5xx", "429", "late_answer", "late_apply", "redis_kill",
-                               "redis_stall", "sighup", "none"])
+                               "redis_stall", "sighup", "none"] + (["sub_kill"] * 2 if self.local
+                                                                   else []))
             t0 = time.monotonic()
             if what == "slow":
                 m.fail(prefix="/", method="GET", delay=rng.uniform(0.1, 0.5), count=rng.randint(1, 6))
@@ -252,6 +262,11 @@ class History:
                 self.redis.resume()
             elif what == "sighup":
                 rng.choice(self.gws).proc.send_signal(signal.SIGHUP)
+            elif what == "sub_kill":  # the local tiers' invalidation subscriptions drop
+                try:
+                    self.redis.cmd("CLIENT", "KILL", "TYPE", "pubsub")
+                except Exception:  # noqa: BLE001 - Redis may be down from another fault
+                    pass
             t1 = time.monotonic()
             self.fault_log.append((t0, t1, what))
             if what.startswith("redis"):
@@ -352,6 +367,8 @@ class History:
             relax = self._relaxed_from(w)
             if relax is not None:
                 start = max(start, relax)
+            if self.local:
+                start += LOCAL_SLACK_S
             rows[("id", w.identity)].append((start, seq, w))
             rows[("sid", sid)].append((start, seq, w))
         self.bound = {}

@@ -21,14 +21,20 @@ else:
     SEEDS = [1, 2, 3]
 
 
-@pytest.mark.parametrize("seed", SEEDS)
-def test_history(gateway_factory, mock, redis, seed):
-    gws = [gateway_factory(gateway_settings(seed)), gateway_factory(gateway_settings(seed))]
-    h = History(gws, mock, redis, seed, SECONDS).run()
+@pytest.mark.parametrize("seed,local", [(s, False) for s in SEEDS] + [(SEEDS[0] + 3, True)])
+def test_history(gateway_factory, mock, redis, seed, local):
+    """local: both instances with local tiers, and the loss of their
+    invalidation subscriptions among the faults."""
+    settings = gateway_settings(seed, local)
+    gws = [gateway_factory(settings), gateway_factory(settings)]
+    h = History(gws, mock, redis, seed, SECONDS, local=local).run()
     print(h.summary())
     bad = h.check()
     assert len(h.ops) > 100, h.summary()
     assert h.hits() > 50, "the cache was hardly used: " + h.summary()
+    if local:
+        m = gws[0].metrics()
+        assert m.get_value("usergate_local_hits_total") > 20, "the local tier was hardly used"
     acked = [o for o in h.ops if o.kind == "outside"]
     assert len(acked) > 5, "too few outside changes acknowledged: " + h.summary()
     assert not bad, "\n\n".join(bad[:5]) + "\n\n%d violations: %s; %s" % (

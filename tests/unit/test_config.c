@@ -368,8 +368,9 @@ static const struct err_case err_cases[] = {
               "{D}/main.conf:4: [client a] burst.create: '-1' is not a number from 0 to 1000000",
               "{D}/main.conf:5: unknown key 'rate.nope' in [client a]"}},
     {"webhooks with API keys need the signing token",
-     {{"main.conf", "[upstream]\naccount_sid = " AC "\napi_key_sid = SK0123456789abcdef0123456789abcdef"
-                    "\napi_key_secret_file = k\n[webhooks]\nenabled = on\n"},
+     {{"main.conf",
+       "[upstream]\naccount_sid = " AC "\napi_key_sid = SK0123456789abcdef0123456789abcdef"
+       "\napi_key_secret_file = k\n[webhooks]\nenabled = on\n"},
       {"k", "key-secret-0123\n"}},
      .want = {"{D}/main.conf: [webhooks] with API-key credentials usergate does not know the auth "
               "token Twilio signs events with: set webhook_auth_token_file"}},
@@ -754,6 +755,9 @@ static void test_restart_needed(void **state)
          {"[server] listen changed from '127.0.0.1:1' to '127.0.0.1:1, 127.0.0.1:2': restart "
           "usergate to apply it",
           "[server] workers changed from '1' to '3': restart usergate to apply it"}},
+        {"[cache]\nlocal_entries = 10\n",
+         "[cache]\nlocal_entries = 20\nlocal_ttl = 9\n",
+         {"[cache] local_entries changed from '10' to '20': restart usergate to apply it"}},
         {"[server]\n",
          "[server]\nadmin_listen =\n",
          {"[server] admin_listen changed from '127.0.0.1:9090' to '': restart usergate to "
