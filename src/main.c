@@ -7,6 +7,7 @@
 #include <cjson/cJSON.h>
 #include <getopt.h>
 #include <signal.h>
+#include <sys/resource.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -261,6 +262,29 @@ static void on_tick(evutil_socket_t fd, short what, void *arg)
     notify_status(status);
 }
 
+/* Every connection is a descriptor: take the hard limit, and say whether
+ * max_connections fits in it (with room for Redis, upstream and admin). */
+static void raise_nofile(const struct config *cfg)
+{
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) < 0)
+        return;
+    if (rl.rlim_cur < rl.rlim_max) {
+        rl.rlim_cur = rl.rlim_max;
+        if (setrlimit(RLIMIT_NOFILE, &rl) < 0)
+            getrlimit(RLIMIT_NOFILE, &rl);
+    }
+    unsigned long long need =
+        (unsigned long long)cfg->max_connections + (unsigned long long)cfg->admin_max_connections +
+        (unsigned long long)cfg->max_inflight + 64ULL * (unsigned)cfg->workers;
+    log_notice("file descriptors: %llu (max_connections %ld)", (unsigned long long)rl.rlim_cur,
+               cfg->max_connections);
+    if (rl.rlim_cur != RLIM_INFINITY && rl.rlim_cur < need)
+        log_warn("file descriptor limit %llu is below max_connections + admin + upstream (%llu): "
+                 "raise LimitNOFILE= (systemd) or ulimit -n, or lower max_connections",
+                 (unsigned long long)rl.rlim_cur, need);
+}
+
 int main(int argc, char **argv)
 {
     const char *path = DEFAULT_CONFIG;
@@ -325,6 +349,7 @@ int main(int argc, char **argv)
     log_set_level(cfg->log_level);
 
     signal(SIGPIPE, SIG_IGN);
+    raise_nofile(cfg);
     if (evthread_use_pthreads() < 0 || upstream_global_init() < 0) {
         log_err("cannot initialise libevent threads or libcurl");
         return 1;
@@ -375,6 +400,9 @@ int main(int argc, char **argv)
 
     for (size_t i = 0; i < cfg->n_listen; i++)
         log_notice("usergate %s listening on %s", PACKAGE_VERSION, cfg->listen[i].text);
+    log_notice("configuration %s; redis %s; upstream %s and %s; %d worker%s%s", cfg->path,
+               cfg->redis_address.text, cfg->conversations_url, cfg->chat_url, cfg->workers,
+               cfg->workers == 1 ? "" : "s", cfg->local_entries > 0 ? "; local tier on" : "");
     long redis_ms = cfg->redis_timeout_ms * 4; /* redis.c's connect timeout */
     ctl.ready_deadline_ms = util_now_ms() + (redis_ms < 1000 ? 1000 : redis_ms);
     ctl.ready = event_new(ctl.base, -1, EV_PERSIST, on_ready_check, &ctl);
