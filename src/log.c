@@ -53,6 +53,58 @@ int log_level_parse(const char *s)
     return -1;
 }
 
+size_t log_prefix(char *out, enum log_level lvl)
+{
+    if (lvl < LOG_ERR || lvl > LOG_DEBUG)
+        lvl = LOG_ERR;
+    if (atomic_load(&log_journald)) {
+        out[0] = '<';
+        out[1] = (char)('0' + lvl);
+        out[2] = '>';
+        return 3;
+    }
+    /* The date and time change once a second: formatted then, per thread. */
+    static __thread time_t sec = -1;
+    static __thread char stamp[24];
+    static __thread size_t stamp_len;
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    if (ts.tv_sec != sec) {
+        struct tm tm;
+        gmtime_r(&ts.tv_sec, &tm);
+        stamp_len = strftime(stamp, sizeof stamp, "%Y-%m-%dT%H:%M:%S", &tm);
+        sec = ts.tv_sec;
+    }
+    memcpy(out, stamp, stamp_len);
+    size_t n = stamp_len;
+    int ms = (int)(ts.tv_nsec / 1000000);
+    out[n++] = '.';
+    out[n++] = (char)('0' + ms / 100);
+    out[n++] = (char)('0' + ms / 10 % 10);
+    out[n++] = (char)('0' + ms % 10);
+    out[n++] = 'Z';
+    out[n++] = ' ';
+    size_t w = strlen(level_words[lvl]);
+    memcpy(out + n, level_words[lvl], w);
+    n += w;
+    out[n++] = ' ';
+    return n;
+}
+
+void log_write(const char *data, size_t n)
+{
+    size_t off = 0;
+    while (off < n) {
+        ssize_t w = write(STDERR_FILENO, data + off, n - off);
+        if (w < 0) {
+            if (errno == EINTR)
+                continue;
+            break;
+        }
+        off += (size_t)w;
+    }
+}
+
 void log_msg(enum log_level lvl, const char *fmt, ...)
 {
     if ((int)lvl > atomic_load(&log_level))
@@ -61,18 +113,7 @@ void log_msg(enum log_level lvl, const char *fmt, ...)
         lvl = LOG_ERR;
     int saved_errno = errno; /* callers often log and then inspect errno */
     char line[2048];
-    size_t n;
-    if (atomic_load(&log_journald)) {
-        n = (size_t)snprintf(line, sizeof line, "<%d>", (int)lvl);
-    } else {
-        struct timespec ts;
-        struct tm tm;
-        clock_gettime(CLOCK_REALTIME, &ts);
-        gmtime_r(&ts.tv_sec, &tm);
-        n = strftime(line, sizeof line, "%Y-%m-%dT%H:%M:%S", &tm);
-        n += (size_t)snprintf(line + n, sizeof line - n, ".%03ldZ %s ", ts.tv_nsec / 1000000,
-                              level_words[lvl]);
-    }
+    size_t n = log_prefix(line, lvl);
     size_t head = n;
     va_list ap;
     va_start(ap, fmt);
@@ -85,15 +126,6 @@ void log_msg(enum log_level lvl, const char *fmt, ...)
         if (line[i] == '\n' || line[i] == '\r')
             line[i] = ' ';
     line[n++] = '\n';
-    size_t off = 0;
-    while (off < n) {
-        ssize_t w = write(STDERR_FILENO, line + off, n - off);
-        if (w < 0) {
-            if (errno == EINTR)
-                continue;
-            break;
-        }
-        off += (size_t)w;
-    }
+    log_write(line, n);
     errno = saved_errno;
 }

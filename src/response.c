@@ -99,18 +99,28 @@ static const char *xcache_name(enum cache_status s)
     }
 }
 
-/* IMF-fixdate (RFC 9110), formatted by hand: strftime's names follow the
- * locale. */
-static void http_date(char out[80])
+/* "Date: <IMF-fixdate>\r\n" (RFC 9110), formatted by hand (strftime's names
+ * follow the locale) once a second per thread. */
+static const char *date_header(size_t *len)
 {
-    static const char days[7][4] = {"Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"};
-    static const char months[12][4] = {"Jan", "Feb", "Mar", "Apr", "May", "Jun",
-                                       "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"};
+    static __thread time_t sec = -1;
+    static __thread char line[48];
+    static __thread size_t line_len;
     time_t now = time(NULL);
-    struct tm tm;
-    gmtime_r(&now, &tm);
-    snprintf(out, 80, "%s, %02d %s %04d %02d:%02d:%02d GMT", days[tm.tm_wday % 7], tm.tm_mday,
-             months[tm.tm_mon % 12], tm.tm_year + 1900, tm.tm_hour, tm.tm_min, tm.tm_sec);
+    if (now != sec) {
+        static const char days[7][4] = {"Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"};
+        static const char months[12][4] = {"Jan", "Feb", "Mar", "Apr", "May", "Jun",
+                                           "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"};
+        struct tm tm;
+        gmtime_r(&now, &tm);
+        int n = snprintf(line, sizeof line, "Date: %s, %02d %s %04d %02d:%02d:%02d GMT\r\n",
+                         days[tm.tm_wday % 7], tm.tm_mday, months[tm.tm_mon % 12],
+                         tm.tm_year + 1900, tm.tm_hour, tm.tm_min, tm.tm_sec);
+        line_len = n > 0 ? (size_t)n : 0;
+        sec = now;
+    }
+    *len = line_len;
+    return line;
 }
 
 /* Values relayed from upstream must not be able to split the head. */
@@ -123,21 +133,44 @@ static bool header_value_ok(const char *s)
     return n > 0 && n <= HEADER_VALUE_MAX;
 }
 
+/* The response head, appended into a stack buffer without the printf
+ * family. Every value is bounded (HEADER_VALUE_MAX, numbers), so the
+ * buffer cannot overflow; put() still refuses to. */
 struct head {
     char buf[1024];
     size_t len;
 };
 
-static void head_add(struct head *h, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void head_add(struct head *h, const char *fmt, ...)
+static void put(struct head *h, const char *s, size_t n)
 {
-    va_list ap;
-    va_start(ap, fmt);
-    int n = vsnprintf(h->buf + h->len, sizeof h->buf - h->len, fmt, ap);
-    va_end(ap);
-    /* Every value is bounded (HEADER_VALUE_MAX), so this cannot overflow. */
-    if (n > 0)
-        h->len += (size_t)n < sizeof h->buf - h->len ? (size_t)n : sizeof h->buf - h->len - 1;
+    if (n > sizeof h->buf - h->len)
+        n = sizeof h->buf - h->len;
+    memcpy(h->buf + h->len, s, n);
+    h->len += n;
+}
+
+static void puts_(struct head *h, const char *s)
+{
+    put(h, s, strlen(s));
+}
+
+static void put_num(struct head *h, long long v)
+{
+    char d[21];
+    if (v < 0) {
+        put(h, "-", 1);
+        v = -v;
+    }
+    put(h, d, util_u64_digits(d, (uint64_t)v));
+}
+
+/* "Name: value\r\n" */
+static void put_header(struct head *h, const char *name, const char *value)
+{
+    puts_(h, name);
+    put(h, ": ", 2);
+    puts_(h, value);
+    put(h, "\r\n", 2);
 }
 
 /* logfmt value: bare when safe, else quoted with \" and \\ escaped, and
@@ -186,8 +219,15 @@ static void user_field(const struct request *req, char *hash, size_t hashlen, co
         *out = m->user;
         return;
     }
-    snprintf(hash, hashlen, "h:%016llx",
-             (unsigned long long)util_siphash(req->cfg->log_key, m->user, m->user_len));
+    static const char hex[] = "0123456789abcdef";
+    uint64_t v = util_siphash(req->cfg->log_key, m->user, m->user_len);
+    if (hashlen < 19)
+        return;
+    hash[0] = 'h';
+    hash[1] = ':';
+    for (int i = 17; i >= 2; i--, v >>= 4)
+        hash[i] = hex[v & 15];
+    hash[18] = '\0';
     *out = hash;
 }
 
@@ -207,66 +247,118 @@ static void access_log(const struct request *req, int status, int64_t ms)
     char hash[24];
     const char *user;
     user_field(req, hash, sizeof hash, &user);
-    struct buf b = {0};
+    /* Appended by hand into the worker's batch (no printf family on the hot
+     * path); every field is a fixed word, a number, or escaped. */
+    struct buf *b = worker_log_lines(req->w);
+    char prefix[LOG_PREFIX_MAX];
+    buf_append(b, prefix, log_prefix(prefix, LOG_INFO));
     if (mode && strcmp(mode, "json") == 0) {
-        buf_printf(&b, "{\"msg\":\"access\",\"id\":%" PRIu64 ",\"client\":", req->id);
-        util_json_string(&b, client);
-        buf_printf(&b, ",\"method\":\"%s\",\"route\":\"%s\",\"service\":\"%s\",\"user\":", method,
-                   route_label(req->route.id), service);
+        buf_puts(b, "{\"msg\":\"access\",\"id\":");
+        buf_put_u64(b, req->id);
+        buf_puts(b, ",\"client\":");
+        util_json_string(b, client);
+        buf_puts(b, ",\"method\":\"");
+        buf_puts(b, method);
+        buf_puts(b, "\",\"route\":\"");
+        buf_puts(b, route_label(req->route.id));
+        buf_puts(b, "\",\"service\":\"");
+        buf_puts(b, service);
+        buf_puts(b, "\",\"user\":");
         if (user)
-            util_json_string(&b, user);
+            util_json_string(b, user);
         else
-            buf_puts(&b, "null");
-        if (req->event[0])
-            buf_printf(&b, ",\"event\":\"%s\"", req->event);
-        buf_printf(&b,
-                   ",\"status\":%d,\"cache\":\"%s\",\"upstream_status\":%d,\"upstream_ms\":%" PRId64
-                   ",\"ms\":%" PRId64 "}",
-                   status, cache, req->upstream_status, req->upstream_ms, ms);
+            buf_puts(b, "null");
+        if (req->event[0]) {
+            buf_puts(b, ",\"event\":\"");
+            buf_puts(b, req->event);
+            buf_puts(b, "\"");
+        }
+        buf_puts(b, ",\"status\":");
+        buf_put_i64(b, status);
+        buf_puts(b, ",\"cache\":\"");
+        buf_puts(b, cache);
+        buf_puts(b, "\",\"upstream_status\":");
+        buf_put_i64(b, req->upstream_status);
+        buf_puts(b, ",\"upstream_ms\":");
+        buf_put_i64(b, req->upstream_ms);
+        buf_puts(b, ",\"ms\":");
+        buf_put_i64(b, ms);
+        buf_puts(b, "}\n");
     } else {
-        buf_printf(&b, "access id=%" PRIu64 " client=", req->id);
-        logfmt_value(&b, client);
-        buf_printf(&b, " method=%s route=\"%s\" service=%s user=", method,
-                   route_label(req->route.id), service);
-        logfmt_value(&b, user ? user : "-");
-        if (req->event[0])
-            buf_printf(&b, " event=%s", req->event);
-        buf_printf(&b, " status=%d cache=%s upstream_status=%d upstream_ms=%" PRId64 " ms=%" PRId64,
-                   status, cache, req->upstream_status, req->upstream_ms, ms);
+        buf_puts(b, "access id=");
+        buf_put_u64(b, req->id);
+        buf_puts(b, " client=");
+        logfmt_value(b, client);
+        buf_puts(b, " method=");
+        buf_puts(b, method);
+        buf_puts(b, " route=\"");
+        buf_puts(b, route_label(req->route.id));
+        buf_puts(b, "\" service=");
+        buf_puts(b, service);
+        buf_puts(b, " user=");
+        logfmt_value(b, user ? user : "-");
+        if (req->event[0]) {
+            buf_puts(b, " event=");
+            buf_puts(b, req->event);
+        }
+        buf_puts(b, " status=");
+        buf_put_i64(b, status);
+        buf_puts(b, " cache=");
+        buf_puts(b, cache);
+        buf_puts(b, " upstream_status=");
+        buf_put_i64(b, req->upstream_status);
+        buf_puts(b, " upstream_ms=");
+        buf_put_i64(b, req->upstream_ms);
+        buf_puts(b, " ms=");
+        buf_put_i64(b, ms);
+        buf_puts(b, "\n");
     }
-    log_msg(LOG_INFO, "%s", b.data);
-    buf_free(&b);
+    worker_log_commit(req->w);
 }
 
 static void serialize(struct request *req, int status, const struct response_meta *meta,
                       const char *body, size_t len)
 {
     struct head h = {.len = 0};
-    char date[80];
-    http_date(date);
-    head_add(&h, "HTTP/1.1 %d %s\r\nDate: %s\r\n", status, response_reason(status), date);
+    put(&h, "HTTP/1.1 ", 9);
+    put_num(&h, status);
+    put(&h, " ", 1);
+    puts_(&h, response_reason(status));
+    put(&h, "\r\n", 2);
+    size_t dlen;
+    const char *date = date_header(&dlen);
+    put(&h, date, dlen);
     /* 1xx, 204 and 304 carry no body and (RFC 9110) no Content-Length. */
     bool bodyless = status < 200 || status == 204 || status == 304;
     if (!bodyless) {
         const char *ct = meta && meta->content_type && header_value_ok(meta->content_type)
                              ? meta->content_type
                              : "application/json";
-        head_add(&h, "Content-Type: %s\r\nContent-Length: %zu\r\n", ct, len);
+        put_header(&h, "Content-Type", ct);
+        put(&h, "Content-Length: ", 16);
+        put_num(&h, (long long)len);
+        put(&h, "\r\n", 2);
     }
     const char *xc = xcache_name(req->cache);
     if (xc)
-        head_add(&h, "X-Cache: %s\r\n", xc);
-    if (meta && meta->age >= 0)
-        head_add(&h, "Age: %ld\r\n", meta->age);
+        put_header(&h, "X-Cache", xc);
+    if (meta && meta->age >= 0) {
+        put(&h, "Age: ", 5);
+        put_num(&h, meta->age);
+        put(&h, "\r\n", 2);
+    }
     if (meta && meta->request_id && header_value_ok(meta->request_id))
-        head_add(&h, "Twilio-Request-Id: %s\r\n", meta->request_id);
-    if (meta && meta->retry_after >= 0)
-        head_add(&h, "Retry-After: %ld\r\n", meta->retry_after);
+        put_header(&h, "Twilio-Request-Id", meta->request_id);
+    if (meta && meta->retry_after >= 0) {
+        put(&h, "Retry-After: ", 13);
+        put_num(&h, meta->retry_after);
+        put(&h, "\r\n", 2);
+    }
     if (req->close_after)
-        head_add(&h, "Connection: close\r\n");
+        put_header(&h, "Connection", "close");
     else if (req->msg.http_minor == 0)
-        head_add(&h, "Connection: keep-alive\r\n");
-    head_add(&h, "\r\n");
+        put_header(&h, "Connection", "keep-alive");
+    put(&h, "\r\n", 2);
     evbuffer_add(req->out, h.buf, h.len);
     if (!bodyless && len > 0 && strcmp(req->msg.method, "HEAD") != 0)
         evbuffer_add(req->out, body, len);

@@ -59,6 +59,46 @@ void buf_puts(struct buf *b, const char *s)
     buf_append(b, s, strlen(s));
 }
 
+size_t util_u64_digits(char *out, uint64_t v)
+{
+    char tmp[20];
+    size_t n = 0;
+    do {
+        tmp[n++] = (char)('0' + v % 10);
+        v /= 10;
+    } while (v);
+    for (size_t i = 0; i < n; i++)
+        out[i] = tmp[n - 1 - i];
+    return n;
+}
+
+void buf_put_u64(struct buf *b, uint64_t v)
+{
+    char d[20];
+    buf_append(b, d, util_u64_digits(d, v));
+}
+
+void buf_put_i64(struct buf *b, int64_t v)
+{
+    if (v < 0) {
+        buf_append(b, "-", 1);
+        buf_put_u64(b, (uint64_t)0 - (uint64_t)v);
+    } else {
+        buf_put_u64(b, (uint64_t)v);
+    }
+}
+
+void buf_put_hex(struct buf *b, uint64_t v, int digits)
+{
+    static const char hex[] = "0123456789abcdef";
+    char d[16];
+    if (digits > 16)
+        digits = 16;
+    for (int i = digits - 1; i >= 0; i--, v >>= 4)
+        d[i] = hex[v & 15];
+    buf_append(b, d, (size_t)digits);
+}
+
 void buf_printf(struct buf *b, const char *fmt, ...)
 {
     va_list ap;

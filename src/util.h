@@ -21,6 +21,12 @@ struct buf {
 void buf_reserve(struct buf *b, size_t extra);
 void buf_append(struct buf *b, const void *p, size_t n);
 void buf_puts(struct buf *b, const char *s);
+/* Decimal and fixed-width lower-case hex, without the printf family (hot paths). */
+void buf_put_u64(struct buf *b, uint64_t v);
+void buf_put_i64(struct buf *b, int64_t v);
+void buf_put_hex(struct buf *b, uint64_t v, int digits);
+/* The decimal digits of v into out (at least 20 bytes, not NUL-terminated); returns their count. */
+size_t util_u64_digits(char *out, uint64_t v);
 void buf_printf(struct buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 void buf_reset(struct buf *b); /* len = 0, keeps memory */
 void buf_free(struct buf *b);

@@ -116,6 +116,40 @@ static void on_notify(evutil_socket_t fd, short what, void *arg)
     }
 }
 
+#define LOG_BATCH_MAX 16384
+#define LOG_FLUSH_PRIORITY 2
+
+static void log_flush(struct worker *w)
+{
+    if (w->log_batch.len)
+        log_write(w->log_batch.data, w->log_batch.len);
+    w->log_batch.len = 0;
+}
+
+static void on_log_flush(evutil_socket_t fd, short what, void *arg)
+{
+    struct worker *w = arg;
+    (void)fd;
+    (void)what;
+    w->log_flush_armed = false;
+    log_flush(w);
+}
+
+struct buf *worker_log_lines(struct worker *w)
+{
+    return &w->log_batch;
+}
+
+void worker_log_commit(struct worker *w)
+{
+    if (w->log_batch.len >= LOG_BATCH_MAX || !w->log_flush_ev) {
+        log_flush(w);
+    } else if (!w->log_flush_armed) {
+        w->log_flush_armed = true;
+        event_active(w->log_flush_ev, EV_TIMEOUT, 0);
+    }
+}
+
 struct worker *worker_new(struct server *srv, int index)
 {
     struct worker *w = util_calloc(1, sizeof *w);
@@ -124,6 +158,10 @@ struct worker *worker_new(struct server *srv, int index)
     w->next_request_id = (uint64_t)index << 48; /* ids unique across workers */
     w->cfg = server_config(srv);
     w->base = event_base_new();
+    /* Three priorities: every event gets the middle one, the log flush the last. */
+    if (w->base && event_base_priority_init(w->base, LOG_FLUSH_PRIORITY + 1) < 0)
+        log_warn("worker %d: no event priorities: access log lines are written per loop turn",
+                 index);
     if (!w->base) {
         log_err("worker %d: cannot create event base", index);
         goto fail;
@@ -152,6 +190,10 @@ struct worker *worker_new(struct server *srv, int index)
     }
     w->router = router_new(w);
     w->notify_ev = event_new(w->base, -1, 0, on_notify, w);
+    w->log_flush_ev = event_new(w->base, -1, 0, on_log_flush, w);
+    /* The flush runs below every other event: only when the loop has nothing
+     * else ready (so an idle worker logs at once and a busy one in batches). */
+    event_priority_set(w->log_flush_ev, LOG_FLUSH_PRIORITY);
 
     /* Socket activation: systemd's sockets replace `listen` (each worker
      * accepts on its own duplicate of them). */
@@ -258,6 +300,11 @@ void worker_free(struct worker *w)
         cache_free(w->cache);
     if (w->notify_ev)
         event_free(w->notify_ev);
+    log_flush(w); /* the answers of the teardown above */
+    if (w->log_flush_ev)
+        event_free(w->log_flush_ev);
+    w->log_flush_ev = NULL;
+    buf_free(&w->log_batch);
     for (size_t i = 0; i < w->n_listen_fds; i++)
         if (w->listen_fds[i] >= 0)
             close(w->listen_fds[i]);

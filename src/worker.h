@@ -12,6 +12,7 @@
 
 #include "twilio.h"
 #include "upstream.h"
+#include "util.h"
 
 struct event_base;
 struct event;
@@ -63,6 +64,10 @@ struct worker {
     int pending_flags;       /* atomic: WORKER_F_* set by main, read by the worker */
     unsigned ping, pong;     /* atomic: main's liveness probe; the loop copies ping to pong */
     uint64_t next_request_id;
+    /* Access log lines of this loop turn (worker_log_lines). */
+    struct buf log_batch;
+    struct event *log_flush_ev;
+    bool log_flush_armed;
     bool draining;         /* stop accepting; exit when no requests left */
     bool started;          /* thread running (main joins it) */
     int exited;            /* atomic: loop finished */
@@ -83,5 +88,11 @@ int worker_start(struct worker *w); /* spawn the thread */
 void worker_notify(struct worker *w, int flags);
 void worker_join(struct worker *w);
 void worker_free(struct worker *w);
+/* Append whole lines ("...\n") to the returned buffer, then call
+ * worker_log_commit: they are written with one write(2) as soon as the loop
+ * has no other event ready (at once past 16 KiB), so a busy worker writes
+ * its log in batches and an idle one without delay. */
+struct buf *worker_log_lines(struct worker *w);
+void worker_log_commit(struct worker *w);
 
 #endif
