@@ -276,26 +276,36 @@ sub vcl_backend_response { set beresp.ttl = 1h; }
         url = lambda port: "http://127.0.0.1:%d%s" % (port, PATH)
         runs = {}
 
+        only = os.environ.get("BENCH_ONLY", "").split()
+
+        def want(key):
+            return not only or key in only
+
         def record(key, r):
             runs.setdefault(key, []).append(r)
 
         for _ in range(ROUNDS):
-            proc, port, sport, pport = self.nginx(log=False)
-            record("ret", wrk(url(port)))
-            record("static", wrk(url(sport)))
-            record("proxy", wrk(url(pport)))
-            self.p.stop(proc)
-            proc, port, sport, pport = self.nginx(log=True)
-            record("proxy_log", wrk(url(pport)))
-            self.p.stop(proc)
-            proc, port = self.varnish()
-            record("varnish", wrk(url(port)))
-            self.p.stop(proc)
+            if want("ret") or want("static") or want("proxy"):
+                proc, port, sport, pport = self.nginx(log=False)
+                for key, p in (("ret", port), ("static", sport), ("proxy", pport)):
+                    if want(key):
+                        record(key, wrk(url(p)))
+                self.p.stop(proc)
+            if want("proxy_log"):
+                proc, port, sport, pport = self.nginx(log=True)
+                record("proxy_log", wrk(url(pport)))
+                self.p.stop(proc)
+            if want("varnish"):
+                proc, port = self.varnish()
+                record("varnish", wrk(url(port)))
+                self.p.stop(proc)
             for local in (False, True):
                 for log in (False, True):
+                    key = "ug%s%s" % ("_local" if local else "", "_log" if log else "")
+                    if not want(key):
+                        continue
                     proc, port, _ = self.usergate(local=local, log=log)
-                    record("ug%s%s" % ("_local" if local else "", "_log" if log else ""),
-                           wrk(url(port), "Authorization: " + AUTH))
+                    record(key, wrk(url(port), "Authorization: " + AUTH))
                     self.p.stop(proc)
         labels = [("ret", "nginx return 200 (ceiling)"), ("static", "nginx static file"),
                   ("proxy", "nginx proxy_cache, log off"), ("proxy_log", "nginx proxy_cache, log on"),
@@ -305,8 +315,11 @@ sub vcl_backend_response { set beresp.ttl = 1h; }
                   ("ug_local_log", "usergate hit, local tier, log on")]
         out = {}
         for key, label in labels:
-            rs = sorted(runs[key], key=lambda r: r["rps"])
-            out[key] = self.row(label, rs[len(rs) // 2])
+            if key in runs:
+                rs = sorted(runs[key], key=lambda r: r["rps"])
+                out[key] = self.row(label, rs[len(rs) // 2])
+        if only:
+            return out
         print("== ratios (same run)")
         ratios = [
             ("usergate Redis-only / nginx proxy_cache, logs off", out["ug"]["rps"] / out["proxy"]["rps"]),

@@ -200,7 +200,9 @@ struct lookup {
     struct cache *c;
     cache_lookup_cb cb;
     void *arg;
-    char *prefix, *account, *service;
+    struct config *cfg; /* a reference: the key prefix and TTLs it was asked under */
+    const char *prefix; /* cfg->key_prefix */
+    char account[TWILIO_SID_LEN + 1], service[TWILIO_SID_LEN + 1];
     enum api_family family;
     char sid[TWILIO_SID_LEN + 1]; /* a SID lookup: the SID asked for */
     int64_t lifetime_ms;          /* entry_lifetime_ms of the lookup's config */
@@ -255,9 +257,7 @@ static void lookup_finish(struct lookup *st, enum cache_result res, const struct
         st->stamp.known = false;
     st->cb(st->arg, res, res == CACHE_FOUND ? e : NULL, &st->stamp);
     buf_free(&st->local_env);
-    free(st->prefix);
-    free(st->account);
-    free(st->service);
+    config_unref(st->cfg);
     free(st);
 }
 
@@ -419,18 +419,25 @@ static void deliver_local(evutil_socket_t fd, short what, void *arg)
 
 static void identity_mget(struct lookup *st)
 {
-    struct buf k[3] = {{0}};
-    entry_key(&k[0], st->prefix, EK_ENTRY, st->account, st->service, (int)st->family,
-              st->stamp.ident, st->stamp.ident_len);
-    entry_key(&k[1], st->prefix, EK_VERSION, st->account, st->service, -1, st->stamp.ident,
-              st->stamp.ident_len);
-    entry_key(&k[2], st->prefix, EK_HOLD, st->account, st->service, -1, st->stamp.ident,
-              st->stamp.ident_len);
-    const char *argv[4] = {"MGET", k[0].data, k[1].data, k[2].data};
-    size_t lens[4] = {4, k[0].len, k[1].len, k[2].len};
+    /* Three keys of one name: one tag, one buffer. */
+    const struct cache_stamp *s = &st->stamp;
+    char tag[ENTRY_TAG_LEN + 1];
+    entry_tag(tag, st->account, st->service, s->ident, s->ident_len);
+    struct buf k = {0};
+    size_t end[3];
+    entry_key_append(&k, st->prefix, EK_ENTRY, tag, st->account, st->service, (int)st->family,
+                     s->ident, s->ident_len);
+    end[0] = k.len;
+    entry_key_append(&k, st->prefix, EK_VERSION, tag, st->account, st->service, -1, s->ident,
+                     s->ident_len);
+    end[1] = k.len;
+    entry_key_append(&k, st->prefix, EK_HOLD, tag, st->account, st->service, -1, s->ident,
+                     s->ident_len);
+    end[2] = k.len;
+    const char *argv[4] = {"MGET", k.data, k.data + end[0], k.data + end[1]};
+    size_t lens[4] = {4, end[0], end[1] - end[0], end[2] - end[1]};
     redis_command(st->c->r, on_identity_mget, st, 4, argv, lens);
-    for (int i = 0; i < 3; i++)
-        buf_free(&k[i]);
+    buf_free(&k);
 }
 
 /* MGET alias, negative entry of the SID (the SID's slot). */
@@ -481,9 +488,15 @@ void cache_lookup(struct cache *c, const struct config *cfg, const struct cache_
     st->c = c;
     st->cb = cb;
     st->arg = arg;
-    st->prefix = util_strdup(cfg->key_prefix);
-    st->account = util_strdup(u->account);
-    st->service = util_strdup(u->service);
+    st->cfg = config_ref((struct config *)cfg);
+    st->prefix = st->cfg->key_prefix;
+    size_t alen = strlen(u->account), slen = strlen(u->service);
+    if (alen > TWILIO_SID_LEN || slen > TWILIO_SID_LEN) { /* never a SID: nothing stored */
+        redis_call_soon(c->r, on_lookup_none, st);
+        return;
+    }
+    memcpy(st->account, u->account, alen + 1);
+    memcpy(st->service, u->service, slen + 1);
     st->family = u->family;
     st->lifetime_ms = entry_lifetime_ms(cfg);
     if (u->user_len == 0 || u->user_len > TWILIO_IDENTITY_MAX ||

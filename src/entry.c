@@ -36,9 +36,27 @@ void entry_key(struct buf *out, const char *prefix, enum entry_key_kind kind, co
     char tag[ENTRY_TAG_LEN + 1];
     entry_tag(tag, account, service, name, name_len);
     buf_reset(out);
-    buf_printf(out, "%s%c:{%s}:%s:%s:", prefix, (char)kind, tag, account, service);
-    if (family >= 0)
-        buf_printf(out, "%s:", route_family_tag((enum api_family)family));
+    entry_key_append(out, prefix, kind, tag, account, service, family, name, name_len);
+}
+
+void entry_key_append(struct buf *out, const char *prefix, enum entry_key_kind kind,
+                      const char tag[ENTRY_TAG_LEN + 1], const char *account, const char *service,
+                      int family, const char *name, size_t name_len)
+{
+    char k[2] = {(char)kind, ':'};
+    buf_puts(out, prefix);
+    buf_append(out, k, 2);
+    buf_append(out, "{", 1);
+    buf_append(out, tag, ENTRY_TAG_LEN);
+    buf_append(out, "}:", 2);
+    buf_puts(out, account);
+    buf_append(out, ":", 1);
+    buf_puts(out, service);
+    buf_append(out, ":", 1);
+    if (family >= 0) {
+        buf_puts(out, route_family_tag((enum api_family)family));
+        buf_append(out, ":", 1);
+    }
     /* Appended raw, after the last separator, so any byte (':' or NUL
      * included) stays part of the name and cannot shift other fields. */
     buf_append(out, name, name_len);

@@ -39,6 +39,11 @@ void entry_tag(char out[ENTRY_TAG_LEN + 1], const char *account, const char *ser
  * are not per family (v, h, a). */
 void entry_key(struct buf *out, const char *prefix, enum entry_key_kind kind, const char *account,
                const char *service, int family, const char *name, size_t name_len);
+/* The same appended to out, with the name's tag already computed (the keys
+ * of one lookup share it). */
+void entry_key_append(struct buf *out, const char *prefix, enum entry_key_kind kind,
+                      const char tag[ENTRY_TAG_LEN + 1], const char *account, const char *service,
+                      int family, const char *name, size_t name_len);
 /* Pattern matching every key of one service, of every kind (for SCAN MATCH
  * in purges); glob metacharacters in prefix are escaped. */
 void entry_service_pattern(struct buf *out, const char *prefix, const char *account,

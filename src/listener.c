@@ -1,6 +1,9 @@
 /* listener: the client-facing HTTP/1.1 server. One evconnlistener per bound
- * socket and one bufferevent per connection; bytes go straight from the
- * bufferevent's input chains into http1 (evbuffer_peek, no pullup), each
+ * socket and one bufferevent per connection for its output; input is read
+ * by our own persistent read event straight into the bufferevent's input
+ * buffer (one readv per readable socket: a bufferevent would also ask the
+ * kernel FIONREAD first, one more system call per request), and bytes go
+ * from those chains into http1 (evbuffer_peek, no pullup), each
  * parsed message becomes a struct request handed to the router, and answers
  * leave strictly in arrival order through a per-connection FIFO.
  *
@@ -32,6 +35,7 @@
 #include <strings.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/uio.h>
 #include <sys/un.h>
 #include <unistd.h>
 
@@ -81,7 +85,8 @@ struct listener {
 struct conn {
     struct listener *l;
     struct conn *prev, *next;
-    struct bufferevent *bev;
+    struct bufferevent *bev; /* output (and its write timeout); its input buffer is ours */
+    struct event *rev;       /* readable, or the read (idle/linger) timeout */
     struct http1_parser *parser;
     struct request *head, *tail; /* FIFO in arrival order */
     size_t n_unfinished;         /* FIFO entries still waiting for their response */
@@ -99,6 +104,25 @@ struct conn {
 
 static void conn_flush(struct conn *c);
 static void conn_free(struct conn *c);
+
+/* Reading on, with a timeout (idle keep-alive and slow senders, or the
+ * linger), restarted by every read; off; and a parse of what is already
+ * buffered, from the loop (never from inside a response). */
+static void conn_read_on(struct conn *c, long timeout_ms)
+{
+    struct timeval tv = {timeout_ms / 1000, (timeout_ms % 1000) * 1000};
+    event_add(c->rev, &tv);
+}
+
+static void conn_read_off(struct conn *c)
+{
+    event_del(c->rev);
+}
+
+static void conn_read_soon(struct conn *c)
+{
+    event_active(c->rev, EV_READ, 0);
+}
 
 static struct timeval ms_to_tv(long ms)
 {
@@ -247,7 +271,7 @@ static void conn_close_soon(struct conn *c)
     c->no_more = true;
     c->state = CONN_WRITING;
     c->l->n_writing++;
-    bufferevent_disable(c->bev, EV_READ);
+    conn_read_off(c);
     if (evbuffer_get_length(bufferevent_get_output(c->bev)) == 0)
         bufferevent_trigger(c->bev, EV_WRITE,
                             BEV_TRIG_IGNORE_WATERMARKS | BEV_TRIG_DEFER_CALLBACKS);
@@ -259,9 +283,8 @@ static void conn_linger(struct conn *c)
     c->l->n_writing--;
     conn_detach_all(c); /* their answers can no longer be sent */
     shutdown(bufferevent_getfd(c->bev), SHUT_WR);
-    struct timeval tv = ms_to_tv(LINGER_MS);
-    bufferevent_set_timeouts(c->bev, &tv, NULL);
-    bufferevent_enable(c->bev, EV_READ);
+    bufferevent_set_timeouts(c->bev, NULL, NULL);
+    conn_read_on(c, LINGER_MS);
 }
 
 /* Parse the bytes already buffered, later, from the event loop: this may be
@@ -270,8 +293,8 @@ static void conn_linger(struct conn *c)
 static void conn_resume(struct conn *c)
 {
     c->paused = false;
-    bufferevent_enable(c->bev, EV_READ);
-    bufferevent_trigger(c->bev, EV_READ, BEV_TRIG_IGNORE_WATERMARKS | BEV_TRIG_DEFER_CALLBACKS);
+    conn_read_on(c, c->l->w->cfg->idle_timeout_ms);
+    conn_read_soon(c);
 }
 
 /* Move every answered request at the FIFO head into the output, in order. */
@@ -326,6 +349,8 @@ static void conn_free(struct conn *c)
         c->next->prev = c->prev;
     l->n_conns--;
     set_conn_gauge(l);
+    if (c->rev)
+        event_free(c->rev);
     bufferevent_free(c->bev); /* BEV_OPT_CLOSE_ON_FREE: closes the fd */
     http1_free(c->parser);
     if (c->deadline)
@@ -350,14 +375,14 @@ static int conn_on_message(void *arg, struct http1_msg *msg)
     if (!req->msg.keep_alive || req->close_after) {
         /* Its answer closes the connection; nothing after it is read. */
         c->no_more = true;
-        bufferevent_disable(c->bev, EV_READ);
+        conn_read_off(c);
     }
     router_handle(req); /* may answer, and so free req, before returning */
     if (c->no_more)
         return -1;
     if (conn_full(c)) {
         c->paused = true;
-        bufferevent_disable(c->bev, EV_READ);
+        conn_read_off(c);
         return -1;
     }
     return 0;
@@ -368,7 +393,7 @@ static int conn_on_message(void *arg, struct http1_msg *msg)
 static struct request *conn_refuse(struct conn *c)
 {
     c->no_more = true;
-    bufferevent_disable(c->bev, EV_READ);
+    conn_read_off(c);
     struct request *req = request_new(c, NULL);
     req->close_after = true;
     return req;
@@ -469,7 +494,12 @@ static void conn_parse(struct conn *c)
     c->busy++;
     while (c->state == CONN_OPEN && !c->no_more && !c->paused && !c->l->stopping) {
         struct evbuffer_iovec v[8];
-        int n = evbuffer_peek(in, -1, NULL, v, 8);
+        /* Only as far as there are bytes: a read leaves room reserved in
+         * empty chains at the end, which must not count as input. */
+        size_t avail = evbuffer_get_length(in);
+        if (avail == 0)
+            break;
+        int n = evbuffer_peek(in, (ev_ssize_t)avail, NULL, v, 8);
         if (n <= 0)
             break;
         if (n > 8)
@@ -477,6 +507,8 @@ static void conn_parse(struct conn *c)
         size_t used = 0;
         bool stop = false;
         for (int i = 0; i < n && !stop; i++) {
+            if (v[i].iov_len == 0)
+                continue;
             enum http1_error err;
             long r = http1_feed(c->parser, v[i].iov_base, v[i].iov_len, &err);
             if (r < 0) {
@@ -501,12 +533,80 @@ static void conn_parse(struct conn *c)
 
 /* ---- bufferevent callbacks ---- */
 
-static void conn_read_cb(struct bufferevent *bev, void *arg)
+#define READ_CHUNK 16384
+
+static int conn_readv(struct evbuffer *in, evutil_socket_t fd);
+
+/* One readv into the input buffer: 1 read, 0 nothing now, -1 end of input,
+ * -2 an error. */
+static int conn_fill(struct conn *c, evutil_socket_t fd)
+{
+    struct evbuffer *in = bufferevent_get_input(c->bev);
+    /* A bufferevent keeps the end of its input frozen except while it reads
+     * itself; we read in its place. */
+    evbuffer_unfreeze(in, 0);
+    int r = conn_readv(in, fd);
+    evbuffer_freeze(in, 0);
+    return r;
+}
+
+static int conn_readv(struct evbuffer *in, evutil_socket_t fd)
+{
+    struct evbuffer_iovec v[2];
+    int n = evbuffer_reserve_space(in, READ_CHUNK, v, 2);
+    if (n <= 0)
+        return -2;
+    struct iovec iov[2];
+    for (int i = 0; i < n; i++) {
+        iov[i].iov_base = v[i].iov_base;
+        iov[i].iov_len = v[i].iov_len;
+    }
+    ssize_t r = readv(fd, iov, n);
+    if (r <= 0) {
+        evbuffer_commit_space(in, v, 0);
+        if (r == 0)
+            return -1;
+        return errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR ? 0 : -2;
+    }
+    size_t left = (size_t)r;
+    int used = 0;
+    for (; used < n && left; used++) {
+        if (v[used].iov_len > left)
+            v[used].iov_len = left;
+        left -= v[used].iov_len;
+    }
+    evbuffer_commit_space(in, v, used);
+    return 1;
+}
+
+static void conn_on_readable(evutil_socket_t fd, short what, void *arg)
 {
     struct conn *c = arg;
+    if (what & EV_TIMEOUT) {
+        if (c->state == CONN_OPEN && c->n_unfinished > 0 && http1_idle(c->parser))
+            return;   /* the client is waiting for us, not sending slowly: keep reading */
+        conn_free(c); /* idle, too slow, or the end of lingering */
+        return;
+    }
+    int r = conn_fill(c, fd);
     if (c->state == CONN_LINGER) {
-        struct evbuffer *in = bufferevent_get_input(bev);
+        struct evbuffer *in = bufferevent_get_input(c->bev);
         evbuffer_drain(in, evbuffer_get_length(in));
+        if (r < 0)
+            conn_free(c); /* the client's FIN (or a reset): all was delivered */
+        return;
+    }
+    if (r < 0) {
+        conn_read_off(c);
+        if (c->state == CONN_OPEN && c->n_unfinished == 0 && r == -1 &&
+            evbuffer_get_length(bufferevent_get_input(c->bev)) == 0) {
+            /* End of input with nothing pending from us: send what is written. */
+            conn_close_soon(c);
+            return;
+        }
+        /* An error, or the end of input with requests in flight (they are
+         * detached). */
+        conn_free(c);
         return;
     }
     conn_parse(c);
@@ -521,25 +621,12 @@ static void conn_write_cb(struct bufferevent *bev, void *arg)
         conn_resume(c); /* the client read what it had queued */
 }
 
+/* The output side: a write error, or a client that stopped reading. */
 static void conn_event_cb(struct bufferevent *bev, short what, void *arg)
 {
-    struct conn *c = arg;
-    if (c->state == CONN_OPEN && (what & BEV_EVENT_TIMEOUT) && (what & BEV_EVENT_READING) &&
-        c->n_unfinished > 0 && http1_idle(c->parser)) {
-        /* The client is waiting for us, not sending slowly: keep reading
-         * (libevent disabled it on the timeout), the idle clock restarts. */
-        if (!c->no_more && !c->paused)
-            bufferevent_enable(bev, EV_READ);
-        return;
-    }
-    if (c->state == CONN_OPEN && (what & BEV_EVENT_EOF) && c->n_unfinished == 0) {
-        /* Half-close with nothing pending from us: send what is written. */
-        conn_close_soon(c);
-        return;
-    }
-    /* Errors, timeouts, EOF with requests in flight (they are detached),
-     * the end of lingering. */
-    conn_free(c);
+    (void)bev;
+    (void)what;
+    conn_free(arg);
 }
 
 /* ---- accepting ---- */
@@ -633,12 +720,18 @@ static void on_accept(struct evconnlistener *evl, evutil_socket_t fd, struct soc
     l->conns = c;
     l->n_conns++;
     set_conn_gauge(l);
-    bufferevent_setcb(bev, conn_read_cb, conn_write_cb, conn_event_cb, c);
+    bufferevent_setcb(bev, NULL, conn_write_cb, conn_event_cb, c);
     /* The read timeout bounds idle keep-alive and slow senders alike; the
      * write timeout bounds clients that stop reading. */
     struct timeval tv = ms_to_tv(w->cfg->idle_timeout_ms);
-    bufferevent_set_timeouts(bev, &tv, &tv);
-    bufferevent_enable(bev, EV_READ);
+    bufferevent_set_timeouts(bev, NULL, &tv);
+    bufferevent_disable(bev, EV_READ);
+    c->rev = event_new(w->base, fd, EV_READ | EV_PERSIST, conn_on_readable, c);
+    if (!c->rev) {
+        conn_free(c);
+        return;
+    }
+    conn_read_on(c, w->cfg->idle_timeout_ms);
 }
 
 static void on_accept_retry(evutil_socket_t fd, short what, void *arg)
@@ -710,7 +803,7 @@ void listener_stop_accepting(struct worker *w)
         if (c->state != CONN_OPEN)
             continue;
         c->no_more = true;
-        bufferevent_disable(c->bev, EV_READ);
+        conn_read_off(c);
         if (!c->head)
             conn_close_soon(c);
     }

@@ -621,7 +621,6 @@ static void copy_target(struct redis *r, const struct config *cfg)
     free(r->path);
     free(r->username);
     free_secret(r->password);
-    free(r->sub_channel);
     r->addr_text = util_strdup(a->text ? a->text : "(none)");
     r->is_unix = a->is_unix;
     r->host = util_strdup(a->host);
@@ -683,6 +682,7 @@ void redis_free(struct redis *r)
     free(r->path);
     free(r->username);
     free_secret(r->password);
+    free(r->sub_channel);
     free(r);
 }
 

@@ -135,3 +135,16 @@ def test_off_by_default(gateway_factory, mock):
     m = gw.metrics()
     assert m.get_value("usergate_local_hits_total") == 0
     assert m.get_value("usergate_local_up") == 0
+
+
+def test_reload_keeps_the_tier_coherent(gateway_factory, mock):
+    import signal
+    gws = [gateway_factory(LOCAL), gateway_factory(LOCAL)]
+    mock.add_user("eve", friendly_name="v0")
+    paths = warm(gws, "eve")
+    for gw in gws:
+        gw.proc.send_signal(signal.SIGHUP)
+        wait_until(lambda: "configuration reloaded" in gw.stderr(), what="reload")
+    r = gws[0].post(user_path("v2", "eve"), {"FriendlyName": "v1"})
+    assert r.status == 200, r
+    fresh_within(gws[1], paths, "v1", BOUND_S)
