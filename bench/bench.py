@@ -420,9 +420,12 @@ end
                 socks.append(s)
                 if len(socks) % 500 == 0:
                     self._drain(socks[-500:])
-            self._drain(socks[-(len(socks) % 500 or 500):])
+            if len(socks) % 500:
+                self._drain(socks[-(len(socks) % 500):])
             time.sleep(1)
             after = rss_kb(proc.pid)
+            with open("/proc/%d/limits" % proc.pid) as f:
+                nofile = re.search(r"Max open files\s+(\d+)", f.read()).group(1)
             st, _, body = get(admin, "/metrics")
             held = re.search(r"^usergate_connections (\d+)", body.decode(), re.M)
             print("held %s connections; RSS %.1f MB -> %.1f MB: %.1f KiB per connection"
@@ -432,9 +435,7 @@ end
             for s in socks:
                 s.close()
             self.p.stop(proc)
-        with open(os.path.join(self.work, "idle.log")) as f:
-            m = re.search(r"file descriptors: (\d+)", f.read())
-            print("RLIMIT_NOFILE at start: %s" % (m.group(1) if m else "?"))
+        print("RLIMIT_NOFILE of usergate (raised at start to the hard limit): %s" % nofile)
 
     @staticmethod
     def _drain(socks):
@@ -521,13 +522,35 @@ end
             allocs = measure(start, header, "memcheck")
             print("%-30s %8.0f instructions  %5.1f allocations" % (label, ins, allocs), flush=True)
 
+    def scaling(self):
+        """workers = 1 and 2, unpinned (server and wrk share both CPUs), local
+        tier and Redis only: what a second worker buys on this machine."""
+        global SERVER_CPU, CLIENT_CPU
+        saved = SERVER_CPU, CLIENT_CPU
+        SERVER_CPU = CLIENT_CPU = "0,1"
+        print("== workers, unpinned (wrk -t2 -c128 and the server share both CPUs)", flush=True)
+        try:
+            for local in (False, True):
+                res = {}
+                for workers in (1, 2):
+                    proc, port, _ = self.usergate(local=local, workers=workers)
+                    argv = ["wrk", "-t2", "-c128", "-d%ds" % SECS, "--latency", "-H",
+                            "Authorization: " + AUTH, "http://127.0.0.1:%d%s" % (port, PATH)]
+                    out = subprocess.run(argv, capture_output=True, text=True).stdout
+                    res[workers] = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
+                    self.p.stop(proc)
+                print("%s: workers=1 %.0f req/s, workers=2 %.0f req/s (%.2fx)" % (
+                    "local tier" if local else "Redis only", res[1], res[2], res[2] / res[1]))
+        finally:
+            SERVER_CPU, CLIENT_CPU = saved
+
     def close(self):
         self.p.stop_all()
         shutil.rmtree(self.work, ignore_errors=True)
 
 
 def main():
-    what = sys.argv[1:] or ["hits", "miss", "idle", "profile"]
+    what = sys.argv[1:] or ["hits", "miss", "idle", "scaling", "profile"]
     b = Bench()
     try:
         b.setup()
@@ -541,6 +564,8 @@ def main():
             b.miss_path()
         if "idle" in what:
             b.idle_connections()
+        if "scaling" in what:
+            b.scaling()
         if "profile" in what:
             b.profile()
     finally:

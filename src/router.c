@@ -172,6 +172,25 @@ static void finish(struct request *req, int status, const struct response_meta *
 
 /* ---- upstream outcome -> client answer ---- */
 
+/* What libcurl said about a request Twilio did not answer, at most once a
+ * second per worker (an outage must not flood the log), with the count of
+ * the ones left unsaid. */
+static void log_upstream_failure(const struct request *req, const struct upstream_response *resp)
+{
+    static __thread int64_t last_ms;
+    static __thread unsigned long unsaid;
+    int64_t now = util_now_ms();
+    if (last_ms && now - last_ms < 1000) {
+        unsaid++;
+        return;
+    }
+    log_warn("request %llu: upstream %s: %s%s", (unsigned long long)req->id,
+             resp->outcome == UPSTREAM_TIMEOUT ? "timed out" : "failed",
+             resp->error[0] ? resp->error : "no answer", unsaid ? " (and others like it)" : "");
+    last_ms = now;
+    unsaid = 0;
+}
+
 static void finish_transport_error(struct request *req, const struct upstream_response *resp)
 {
     if (resp->outcome == UPSTREAM_REJECTED) {
@@ -184,9 +203,14 @@ static void finish_transport_error(struct request *req, const struct upstream_re
                                  ? "Too many writes to this service; retry after the delay given"
                                  : "Too many requests to Twilio in flight; retry shortly",
                              resp->retry_after > 0 ? resp->retry_after : 1);
-    } else if (resp->outcome == UPSTREAM_CANCELLED)
+        return;
+    }
+    if (resp->outcome == UPSTREAM_CANCELLED) {
         finish_error(req, 499, TWILIO_E_BAD_REQUEST, "Client closed the request");
-    else if (resp->outcome == UPSTREAM_TIMEOUT)
+        return;
+    }
+    log_upstream_failure(req, resp);
+    if (resp->outcome == UPSTREAM_TIMEOUT)
         finish_error(req, 504, TWILIO_E_TIMEOUT, "Upstream Twilio API timed out");
     else
         finish_error(req, 502, TWILIO_E_UNAVAILABLE, "Upstream Twilio API unreachable");
@@ -1106,10 +1130,14 @@ static void on_configuration(void *arg, const struct upstream_response *resp)
         evtimer_add(r->learn_timer, &tv);
         return;
     }
-    log_warn("cannot learn the default Conversation Service (GET /v1/Configuration: %s %d); "
+    char why[sizeof resp->error + 32];
+    if (resp->outcome == UPSTREAM_OK)
+        snprintf(why, sizeof why, "answered %d", resp->status);
+    else
+        snprintf(why, sizeof why, "%s", resp->error[0] ? resp->error : "no answer");
+    log_warn("cannot learn the default Conversation Service (GET %s/v1/Configuration: %s); "
              "retrying in %ld ms",
-             resp->outcome == UPSTREAM_OK ? "status" : "transport error", resp->status,
-             r->learn_backoff_ms);
+             r->w->cfg->conversations_url, why, r->learn_backoff_ms);
     struct timeval tv = {r->learn_backoff_ms / 1000, (r->learn_backoff_ms % 1000) * 1000};
     evtimer_add(r->learn_timer, &tv);
     r->learn_backoff_ms = r->learn_backoff_ms * 2 > 30000 ? 30000 : r->learn_backoff_ms * 2;

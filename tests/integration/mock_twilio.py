@@ -564,6 +564,13 @@ class _Handler(BaseHTTPRequestHandler):
     timeout = 60
     mock = None  # set per server
 
+    def setup(self):
+        super().setup()
+        try:
+            self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        except OSError:
+            pass
+
     def log_message(self, fmt, *args):  # keep pytest output clean
         pass
 
@@ -597,9 +604,13 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_response_only(status)
         for k, v in headers:
             self.send_header(k, v)
-        self.end_headers()
+        # Head and body in one write: two small writes on a reused connection
+        # meet Nagle here and a delayed ACK at the client (40 ms each).
         if data and self.command != "HEAD":
-            self.wfile.write(data)
+            self._headers_buffer.append(b"\r\n" + data)
+            self.flush_headers()
+        else:
+            self.end_headers()
         self.wfile.flush()
 
     def _dispatch(self):
