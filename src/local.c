@@ -26,12 +26,8 @@ struct local {
 
 static uint64_t hash_bytes(const char *p, size_t n)
 {
-    uint64_t h = 1469598103934665603ULL; /* FNV-1a */
-    for (size_t i = 0; i < n; i++) {
-        h ^= (unsigned char)p[i];
-        h *= 1099511628211ULL;
-    }
-    return h ^ (h >> 29);
+    uint64_t h = util_fnv1a(p, n);
+    return h ^ (h >> 29); /* low bits pick the bucket */
 }
 
 struct local *local_new(size_t max_items)

@@ -247,72 +247,60 @@ static void access_log(const struct request *req, int status, int64_t ms)
     char hash[24];
     const char *user;
     user_field(req, hash, sizeof hash, &user);
-    /* Appended by hand into the worker's batch (no printf family on the hot
-     * path); every field is a fixed word, a number, or escaped. */
+    /* One table of fields, written as JSON or logfmt by hand into the
+     * worker's batch (no printf family on the hot path); every value is a
+     * fixed word, a number, or escaped. */
+    enum { RAW, TEXT, NUM };
+    const struct {
+        const char *name;
+        int kind;
+        const char *s;
+        int64_t n;
+    } fields[] = {
+        {"id", NUM, NULL, (int64_t)req->id},
+        {"client", TEXT, client, 0},
+        {"method", RAW, method, 0},
+        {"route", RAW, route_label(req->route.id), 0},
+        {"service", RAW, service, 0},
+        {"user", TEXT, user, 0},
+        {"event", RAW, req->event[0] ? req->event : NULL, 0},
+        {"status", NUM, NULL, status},
+        {"cache", RAW, cache, 0},
+        {"upstream_status", NUM, NULL, req->upstream_status},
+        {"upstream_ms", NUM, NULL, req->upstream_ms},
+        {"ms", NUM, NULL, ms},
+    };
+    bool json = mode && strcmp(mode, "json") == 0;
     struct buf *b = worker_log_lines(req->w);
     char prefix[LOG_PREFIX_MAX];
     buf_append(b, prefix, log_prefix(prefix, LOG_INFO));
-    if (mode && strcmp(mode, "json") == 0) {
-        buf_puts(b, "{\"msg\":\"access\",\"id\":");
-        buf_put_u64(b, req->id);
-        buf_puts(b, ",\"client\":");
-        util_json_string(b, client);
-        buf_puts(b, ",\"method\":\"");
-        buf_puts(b, method);
-        buf_puts(b, "\",\"route\":\"");
-        buf_puts(b, route_label(req->route.id));
-        buf_puts(b, "\",\"service\":\"");
-        buf_puts(b, service);
-        buf_puts(b, "\",\"user\":");
-        if (user)
-            util_json_string(b, user);
-        else
-            buf_puts(b, "null");
-        if (req->event[0]) {
-            buf_puts(b, ",\"event\":\"");
-            buf_puts(b, req->event);
+    buf_puts(b, json ? "{\"msg\":\"access\"" : "access");
+    for (size_t i = 0; i < UG_ARRAY_LEN(fields); i++) {
+        const char *s = fields[i].s;
+        bool absent = fields[i].kind != NUM && !s;
+        if (absent && strcmp(fields[i].name, "event") == 0)
+            continue; /* only webhook deliveries have one */
+        buf_puts(b, json ? ",\"" : " ");
+        buf_puts(b, fields[i].name);
+        buf_puts(b, json ? "\":" : "=");
+        if (fields[i].kind == NUM) {
+            buf_put_i64(b, fields[i].n);
+        } else if (json) {
+            if (absent)
+                buf_puts(b, "null");
+            else
+                util_json_string(b, s);
+        } else if (fields[i].kind == TEXT || absent) {
+            logfmt_value(b, absent ? "-" : s);
+        } else if (strcmp(fields[i].name, "route") == 0) {
             buf_puts(b, "\"");
+            buf_puts(b, s);
+            buf_puts(b, "\"");
+        } else {
+            buf_puts(b, s);
         }
-        buf_puts(b, ",\"status\":");
-        buf_put_i64(b, status);
-        buf_puts(b, ",\"cache\":\"");
-        buf_puts(b, cache);
-        buf_puts(b, "\",\"upstream_status\":");
-        buf_put_i64(b, req->upstream_status);
-        buf_puts(b, ",\"upstream_ms\":");
-        buf_put_i64(b, req->upstream_ms);
-        buf_puts(b, ",\"ms\":");
-        buf_put_i64(b, ms);
-        buf_puts(b, "}\n");
-    } else {
-        buf_puts(b, "access id=");
-        buf_put_u64(b, req->id);
-        buf_puts(b, " client=");
-        logfmt_value(b, client);
-        buf_puts(b, " method=");
-        buf_puts(b, method);
-        buf_puts(b, " route=\"");
-        buf_puts(b, route_label(req->route.id));
-        buf_puts(b, "\" service=");
-        buf_puts(b, service);
-        buf_puts(b, " user=");
-        logfmt_value(b, user ? user : "-");
-        if (req->event[0]) {
-            buf_puts(b, " event=");
-            buf_puts(b, req->event);
-        }
-        buf_puts(b, " status=");
-        buf_put_i64(b, status);
-        buf_puts(b, " cache=");
-        buf_puts(b, cache);
-        buf_puts(b, " upstream_status=");
-        buf_put_i64(b, req->upstream_status);
-        buf_puts(b, " upstream_ms=");
-        buf_put_i64(b, req->upstream_ms);
-        buf_puts(b, " ms=");
-        buf_put_i64(b, ms);
-        buf_puts(b, "\n");
     }
+    buf_puts(b, json ? "}\n" : "\n");
     worker_log_commit(req->w);
 }
 

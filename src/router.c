@@ -283,12 +283,7 @@ static struct upstream_call *start_upstream(struct router *r, const struct confi
 
 static uint64_t hash_bytes(const char *p, size_t n)
 {
-    uint64_t h = 1469598103934665603ULL; /* FNV-1a */
-    for (size_t i = 0; i < n; i++) {
-        h ^= (unsigned char)p[i];
-        h *= 1099511628211ULL;
-    }
-    return h;
+    return util_fnv1a(p, n);
 }
 
 static struct flight **flight_slot(struct router *r, const struct buf *key)

@@ -88,5 +88,8 @@ uint64_t util_random_below(uint64_t n);
  * hashes that correlate across lines and instances but cannot be reversed
  * without the key. */
 uint64_t util_siphash(const uint64_t key[2], const void *data, size_t n);
+/* FNV-1a of data: a fast hash for in-process tables (not for anything a
+ * client could aim collisions at without a bound on chain length). */
+uint64_t util_fnv1a(const void *data, size_t n);
 
 #endif
