@@ -77,10 +77,14 @@ static void get_metrics(struct admin *a, struct evhttp_request *r)
     struct buf b = {0}, throttled = {0}, webhook = {0};
     admission_render_throttled(a->srv->admission, &throttled, "usergate_client_throttled_total");
     webhook_stats_render(a->srv->webhook_stats, &webhook, "usergate_webhook_events_total");
-    struct metrics_external ext = {.throttled = throttled.data, .webhook_events = webhook.data};
+    struct config *cfg = server_config(a->srv);
+    struct metrics_external ext = {.throttled = throttled.data,
+                                   .webhook_events = webhook.data,
+                                   .upstream = cfg->demo ? "demo" : "twilio"};
     metrics_render(&b, sh, n, PACKAGE_VERSION, &ext);
     buf_free(&throttled);
     buf_free(&webhook);
+    config_unref(cfg);
     reply(r, 200, "text/plain; version=0.0.4; charset=utf-8", &b);
     buf_free(&b);
 }

@@ -151,6 +151,7 @@ static const struct key keys[] = {
     {"upstream", "region", K_NAME, "", .off = C(region)},
     {"upstream", "public_url", K_URL, "", .off = C(public_url), .min = 0},
     {"upstream", "allow_insecure_upstream", K_BOOL, "off", .off = C(allow_insecure_upstream)},
+    {"upstream", "demo", K_BOOL, "off", .off = C(demo)},
 
     {"redis", "address", K_ADDR, "127.0.0.1:6379", .off = C(redis_address), .min = 1},
     {"redis", "username", K_OPTSTR, "", .off = C(redis_username)},

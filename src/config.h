@@ -93,6 +93,7 @@ struct config {
     char *region;                 /* NULL or e.g. "au1" */
     char *public_url;             /* NULL = no link rewriting */
     bool allow_insecure_upstream; /* default off: credentials over http:// to a non-loopback host */
+    bool demo; /* default off: the upstream is the bundled mock Twilio (scripts/run-local.sh) */
 
     /* [redis] */
     struct config_addr redis_address;

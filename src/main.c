@@ -400,6 +400,10 @@ int main(int argc, char **argv)
 
     for (size_t i = 0; i < cfg->n_listen; i++)
         log_notice("usergate %s listening on %s", PACKAGE_VERSION, cfg->listen[i].text);
+    if (cfg->demo)
+        log_warn("DEMO MODE: the upstream is the bundled mock Twilio at %s, not Twilio; answers "
+                 "carry X-Usergate-Upstream: demo",
+                 cfg->conversations_url);
     log_notice("configuration %s; redis %s; upstream %s and %s; %d worker%s%s", cfg->path,
                cfg->redis_address.text, cfg->conversations_url, cfg->chat_url, cfg->workers,
                cfg->workers == 1 ? "" : "s", cfg->local_entries > 0 ? "; local tier on" : "");

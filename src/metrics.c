@@ -165,7 +165,8 @@ static const struct {
                           "(invalidated, queued, uncached, ignored, foreign_account, malformed, "
                           "failed)."},
     [F_BUILD_INFO] = {"usergate_build_info", "gauge",
-                      "Always 1; the version label names the build."},
+                      "Always 1; the version label names the build, upstream is twilio or "
+                      "demo (the bundled mock Twilio)."},
 };
 
 struct metrics_shard *metrics_shard_new(void)
@@ -403,6 +404,8 @@ void metrics_render(struct buf *out, struct metrics_shard *const *shards, size_t
         if (f == F_BUILD_INFO) {
             buf_printf(out, "%s{version=\"", name);
             metrics_label_value(out, version);
+            buf_puts(out, "\",upstream=\"");
+            metrics_label_value(out, ext && ext->upstream ? ext->upstream : "twilio");
             buf_puts(out, "\"} 1\n");
         }
     }

@@ -98,6 +98,7 @@ int64_t metrics_gauge_value(struct metrics_shard *const *shards, size_t n, enum 
 struct metrics_external {
     const char *throttled;      /* usergate_client_throttled_total{client,reason}: admission.c */
     const char *webhook_events; /* usergate_webhook_events_total{source,type,result}: webhook.c */
+    const char *upstream; /* usergate_build_info's upstream label: "twilio" (NULL) or "demo" */
 };
 /* Prometheus text format 0.0.4 of the sum of shards[0..n), including the
  * external samples (ext may be NULL), and

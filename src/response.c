@@ -330,6 +330,8 @@ static void serialize(struct request *req, int status, const struct response_met
     const char *xc = xcache_name(req->cache);
     if (xc)
         put_header(&h, "X-Cache", xc);
+    if (req->cfg && req->cfg->demo)
+        put_header(&h, "X-Usergate-Upstream", "demo");
     if (meta && meta->age >= 0) {
         put(&h, "Age: ", 5);
         put_num(&h, meta->age);
