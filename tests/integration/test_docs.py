@@ -83,3 +83,14 @@ def test_pages_render_without_warnings(page):
     p = subprocess.run([groff, "-man", "-ww", "-z", os.path.join(TOP, "man", page)],
                        capture_output=True, text=True)
     assert p.returncode == 0 and p.stderr == "", p.stderr
+
+
+def test_architecture_doc_names_every_module():
+    doc = _read("docs", "ARCHITECTURE.md")
+    modules = sorted(f for f in os.listdir(os.path.join(TOP, "src")) if f.endswith(".c"))
+    assert len(modules) > 20, modules
+    missing = [m for m in modules if "`%s`" % m not in doc]
+    assert not missing, "docs/ARCHITECTURE.md lacks %s" % missing
+    readme = _read("README.md")
+    assert "docs/ARCHITECTURE.md" in readme
+    assert "../shared" not in readme and "../shared" not in doc
