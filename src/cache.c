@@ -694,6 +694,16 @@ void cache_store(struct cache *c, const struct config *cfg, const struct cache_u
               seen->ident_len);
     const char *args[4] = {val.data, pxs, seen->ver, vpxs};
     size_t alens[4] = {val.len, strlen(pxs), strlen(seen->ver), strlen(vpxs)};
+    /* A newer answer for the same version (a refresh) replaces what this
+     * worker's local tier holds; other instances keep theirs at most until
+     * its freshness ends, as they would a Redis entry. */
+    if (c->local && strlen(u->account) == TWILIO_SID_LEN && strlen(u->service) == TWILIO_SID_LEN) {
+        char lk[LKEY_MAX];
+        local_remove(c->local, lk,
+                     lkey(lk, u->account, u->service, EK_ENTRY, (int)u->family, seen->ident,
+                          seen->ident_len));
+        local_gauge(c);
+    }
     st->replies++;
     eval_script(c->r, store_script, sizeof store_script - 1, keys, 3, args, alens, 4, store_reply,
                 st);

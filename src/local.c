@@ -144,6 +144,14 @@ void local_put(struct local *l, const char *key, size_t key_len, uint64_t tag, c
     l->n++;
 }
 
+void local_remove(struct local *l, const char *key, size_t key_len)
+{
+    l->epoch++;
+    struct item *it = find(l, key, key_len, hash_bytes(key, key_len));
+    if (it)
+        item_remove(l, it);
+}
+
 size_t local_evict_tag(struct local *l, uint64_t tag)
 {
     l->epoch++;

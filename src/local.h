@@ -26,6 +26,8 @@ const char *local_get(struct local *l, const char *key, size_t key_len, int64_t 
  * not evictable by tag. */
 void local_put(struct local *l, const char *key, size_t key_len, uint64_t tag, const char *val,
                size_t val_len, int64_t expires_ms);
+/* Evict the item under key (if any). */
+void local_remove(struct local *l, const char *key, size_t key_len);
 /* Evict every item with this tag; returns how many. */
 size_t local_evict_tag(struct local *l, uint64_t tag);
 /* Evict every item whose key starts with prefix; returns how many. */

@@ -54,7 +54,12 @@ static void test_basics(void **state)
     put(l, "x:1", 5, "1", 100);
     put(l, "x:2", 6, "2", 100);
     put(l, "y:1", 5, "3", 100);
-    assert_int_equal(local_evict_prefix(l, "x:", 2), 2);
+    e = local_epoch(l);
+    local_remove(l, "x:2", 3);
+    assert_true(local_epoch(l) > e);
+    assert_null(get(l, "x:2", 0));
+    local_remove(l, "x:9", 3); /* absent: nothing happens but the epoch */
+    assert_int_equal(local_evict_prefix(l, "x:", 2), 1);
     assert_string_equal(get(l, "y:1", 0), "3");
     e = local_epoch(l);
     local_flush(l);
