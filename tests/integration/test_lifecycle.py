@@ -183,8 +183,14 @@ def test_second_signal_exits_at_once(gateway_factory, mock):
     mock.clear_failures()
 
 
-def _access_lines(gw):
-    return [l for l in gw.stderr().splitlines() if " access " in l or '"msg":"access"' in l]
+def _access_lines(gw, at_least=1):
+    """The access lines so far, once there are at_least of them: a busy
+    worker writes its log in batches, when its loop goes idle, so a line can
+    land a moment after its answer."""
+    def lines():
+        return [l for l in gw.stderr().splitlines() if " access " in l or '"msg":"access"' in l]
+    return wait_until(lambda: (lambda ls: ls if len(ls) >= at_least else None)(lines()),
+                      timeout=5, what="%d access lines" % at_least)
 
 
 _LOGFMT = re.compile(r'(\w+)=("(?:[^"\\]|\\.)*"|\S+)')
@@ -211,7 +217,7 @@ def test_access_log_hashes_identities_and_never_shows_attributes(gateway_factory
     for gw in (a, b):
         err = gw.stderr()
         assert ident not in err and "078-05-1120" not in err and "ssn" not in err
-    lines = [_logfmt(l) for l in _access_lines(a)]
+    lines = [_logfmt(l) for l in _access_lines(a, 3)]
     assert len(lines) >= 3
     for f in lines:
         for k in ("id", "client", "method", "route", "service", "user", "status", "cache",
@@ -222,7 +228,7 @@ def test_access_log_hashes_identities_and_never_shows_attributes(gateway_factory
     assert by_ident[0]["service"] == SERVICE and by_ident[0]["client"] == CLIENT[0]
     assert [f for f in lines if f["user"] == sid], "SIDs are logged as they are"
     # same account secret -> same hash on every instance: lines correlate
-    other = [_logfmt(l) for l in _access_lines(b)]
+    other = [_logfmt(l) for l in _access_lines(b, 1)]
     assert by_ident[0]["user"] in {f["user"] for f in other}
 
 
@@ -238,7 +244,7 @@ def test_access_log_json_and_log_identities(gateway_factory, mock):
     assert "078-05-1120" not in gw.stderr()
     # /v1/Users names no service: the log shows the default one it resolved to
     fetch(gw, user_path("v1", q("bob smith")))
-    rec = json.loads(_access_lines(gw)[-1].split(" ", 2)[2])
+    rec = json.loads(_access_lines(gw, 2)[-1].split(" ", 2)[2])
     assert rec["route"] == "/v1/Users/{Sid}" and rec["service"] == SERVICE, rec
 
 

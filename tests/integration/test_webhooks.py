@@ -71,7 +71,8 @@ def test_outside_update_is_served_fresh_everywhere(gateway_factory, mock, kind):
     assert m.get_value("usergate_webhook_signature_failures_total") == 0
     # the access log names Twilio, the route, the event type and the SID
     # (not the identity)
-    line = [x for x in gws[0].stderr().splitlines() if "route=\"webhook\"" in x]
+    line = wait_until(lambda: [x for x in gws[0].stderr().splitlines()
+                               if "route=\"webhook\"" in x], timeout=5, what="the access line")
     assert line and "client=twilio" in line[-1] and "event=" + etype in line[-1], line
     assert "status=200" in line[-1] and u["sid"] in line[-1] and "ada" not in line[-1], line
 

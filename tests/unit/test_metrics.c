@@ -72,7 +72,7 @@ static const char *const expected[] = {
     "usergate_redis_errors_total{kind=\"error\"} 0",
     "usergate_redis_up 1",
     "usergate_connections 7",
-    "usergate_build_info{version=\"1.2.3\"} 1",
+    "usergate_build_info{version=\"1.2.3\",upstream=\"twilio\"} 1",
     "# TYPE usergate_requests_total counter",
     "# TYPE usergate_upstream_duration_seconds histogram",
     "# TYPE usergate_cache_hit_ratio gauge",
@@ -185,11 +185,43 @@ static void test_exposition_format(void **state)
     metrics_shard_free(sh[0]);
 }
 
+/* Samples kept outside the shards land under their own family's HELP and
+ * TYPE, and the build's upstream label says demo when told. */
+static void test_external_samples(void **state)
+{
+    (void)state;
+    struct metrics_shard *sh[1] = {metrics_shard_new()};
+    struct metrics_external ext = {
+        .throttled = "usergate_client_throttled_total{client=\"a\",reason=\"rate\"} 3\n",
+        .webhook_events = "usergate_webhook_events_total{source=\"chat\",type=\"onUserUpdated\","
+                          "result=\"invalidated\"} 2\n",
+        .upstream = "demo",
+    };
+    struct buf out = {0};
+    metrics_render(&out, sh, 1, "1.0", &ext);
+    static const char *const follows[][2] = {
+        {"# TYPE usergate_client_throttled_total counter\n",
+         "usergate_client_throttled_total{client=\"a\",reason=\"rate\"} 3\n"},
+        {"# TYPE usergate_webhook_events_total counter\n",
+         "usergate_webhook_events_total{source=\"chat\",type=\"onUserUpdated\",result="
+         "\"invalidated\"} 2\n"},
+    };
+    for (size_t i = 0; i < sizeof follows / sizeof follows[0]; i++) {
+        const char *type = strstr(out.data, follows[i][0]);
+        assert_non_null(type);
+        assert_ptr_equal(strstr(out.data, follows[i][1]), type + strlen(follows[i][0]));
+    }
+    assert_non_null(strstr(out.data, "usergate_build_info{version=\"1.0\",upstream=\"demo\"} 1\n"));
+    buf_free(&out);
+    metrics_shard_free(sh[0]);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_render_sums_shards),
         cmocka_unit_test(test_exposition_format),
+        cmocka_unit_test(test_external_samples),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
