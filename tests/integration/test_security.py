@@ -372,7 +372,8 @@ def test_per_address_connection_limit(gateway_factory, mock):
     assert status == 503 and b"this address" in body, body
     for s in held:
         s.close()
-    time.sleep(0.2)
+    wait_until(lambda: gw.metrics().get_value("usergate_connections") == 0, timeout=5,
+               what="the held connections to close")
     assert gw.get(user_path("v1", "nobody")).status == 404
 
 
