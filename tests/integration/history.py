@@ -307,6 +307,7 @@ class History:
             if h["service"] == SERVICE:
                 hist[h["identity"]].append(h)
         self._index(hist)
+        self._views = {}
         out = []
         ops = sorted(self.ops, key=lambda o: o.t0)
         writes = [o for o in ops if o.kind != "fetch"]
@@ -410,22 +411,39 @@ class History:
             return "joined a fetch older than the write (defect 2)"
         return "stale cache hit after a write"
 
-    def _state_seqs(self, f, h):
-        """The history positions whose state the fetch's answer shows."""
+    def _view(self, f, h):
+        """A fetch's view of the history (the identity's, or one SID's life),
+        indexed once per view: seqs and times in order, the last deletion,
+        and the last position of each (sid, friendly_name) state. Long soak
+        histories make scanning them per fetch quadratic."""
+        key = (f.identity, f.sid if f.by_sid else None)
+        v = self._views.get(key)
+        if v is None:
+            entries = [e for e in h if e["sid"] == f.sid] if f.by_sid else h
+            states = {}
+            for e in entries:
+                if not e["deleted"]:
+                    states[(e["sid"], e["friendly_name"])] = e["seq"]
+            v = {"seqs": [e["seq"] for e in entries], "ts": [e["t"] for e in entries],
+                 "last_deleted": max([e["seq"] for e in entries if e["deleted"]] + [-1]),
+                 "states": states}
+            self._views[key] = v
+        return v
+
+    def _state_seq(self, f, v):
+        """The latest history position whose state the fetch's answer shows."""
         if f.status == 404:
-            # deleted, or not created yet
-            return [e["seq"] for e in h if e["deleted"]] + [-1], None
+            return v["last_deleted"], None  # deleted, or not created yet (-1)
         b = f.body or {}
         if f.by_sid and b.get("sid") != f.sid:
             return None, "asked for SID %s, got user %s" % (f.sid, b.get("sid"))
         if b.get("identity") != f.identity:
             return None, "asked for %r, got identity %r" % (f.identity, b.get("identity"))
-        seqs = [e["seq"] for e in h if not e["deleted"] and e["sid"] == b.get("sid")
-                and e["friendly_name"] == b.get("friendly_name")]
-        if not seqs:
+        seq = v["states"].get((b.get("sid"), b.get("friendly_name")))
+        if seq is None:
             return None, "state (%s, %s) never existed at Twilio" % (b.get("sid"),
                                                                      b.get("friendly_name"))
-        return seqs, None
+        return seq, None
 
     def _relaxed_from(self, w):
         """When a write met Redis trouble (during a fault, or while an
@@ -440,20 +458,20 @@ class History:
         # A fetch by SID follows that user's life (a SID is never reused: it
         # stays 404 once deleted, whatever is created under its identity
         # later); a fetch by identity follows the identity's.
-        view = [e for e in h if e["sid"] == f.sid] if f.by_sid else h
-        seqs, wrong = self._state_seqs(f, view)
+        v = self._view(f, h)
+        top, wrong = self._state_seq(f, v)
         if wrong:
             return wrong
         # when the state it returned stopped being current (for _classify)
-        later = [e["t"] for e in view if e["seq"] > max(seqs)]
-        self.returned_t = min(later) if later else None
+        j = bisect.bisect_right(v["seqs"], top)
+        self.returned_t = v["ts"][j] if j < len(v["ts"]) else None
         starts, best, best_w = self.bound.get(("sid", f.sid) if f.by_sid else ("id", f.identity),
                                               ([], [], []))
         i = bisect.bisect_left(starts, f.t0)  # writes binding from before f.t0
         self.last_required = best_w[i - 1] if i else None
-        if i and max(seqs) < best[i - 1]:
+        if i and top < best[i - 1]:
             return ("returned history state %s, but %r was answered before this fetch began "
-                    "(needs state >= %d)" % (max(seqs), best_w[i - 1], best[i - 1]))
+                    "(needs state >= %d)" % (top, best_w[i - 1], best[i - 1]))
         return None
 
     def _report(self, what, o, problem, hist, writes):
