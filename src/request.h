@@ -10,6 +10,7 @@
 #include <stdint.h>
 
 #include "auth.h"
+#include "events.h"
 #include "http1.h"
 #include "route.h"
 #include "util.h"
@@ -40,7 +41,8 @@ struct request {
     int upstream_status; /* 0 = no upstream call */
     int64_t upstream_ms;
     char service[TWILIO_SID_LEN + 1]; /* resolved (/v1/Users: the default service), "" unknown */
-    char event[66]; /* webhooks: the first event's type (+ "+" when more followed), for the log */
+    char event[EVENT_TYPE_MAX + 2];   /* webhooks: the first event's type (+ "+" when more
+                                         followed), for the log */
 
     /* Response, serialized by response.c, flushed in order by the listener. */
     struct evbuffer *out;

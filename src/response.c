@@ -250,7 +250,7 @@ static void access_log(const struct request *req, int status, int64_t ms)
     /* One table of fields, written as JSON or logfmt by hand into the
      * worker's batch (no printf family on the hot path); every value is a
      * fixed word, a number, or escaped. */
-    enum { RAW, TEXT, NUM };
+    enum { RAW, QUOTED, TEXT, NUM }; /* QUOTED: a fixed word logfmt must quote */
     const struct {
         const char *name;
         int kind;
@@ -260,7 +260,7 @@ static void access_log(const struct request *req, int status, int64_t ms)
         {"id", NUM, NULL, (int64_t)req->id},
         {"client", TEXT, client, 0},
         {"method", RAW, method, 0},
-        {"route", RAW, route_label(req->route.id), 0},
+        {"route", QUOTED, route_label(req->route.id), 0},
         {"service", RAW, service, 0},
         {"user", TEXT, user, 0},
         {"event", RAW, req->event[0] ? req->event : NULL, 0},
@@ -292,7 +292,7 @@ static void access_log(const struct request *req, int status, int64_t ms)
                 util_json_string(b, s);
         } else if (fields[i].kind == TEXT || absent) {
             logfmt_value(b, absent ? "-" : s);
-        } else if (strcmp(fields[i].name, "route") == 0) {
+        } else if (fields[i].kind == QUOTED) {
             buf_puts(b, "\"");
             buf_puts(b, s);
             buf_puts(b, "\"");

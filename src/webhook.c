@@ -70,22 +70,24 @@ void webhook_stats_free(struct webhook_stats *s)
     free(s);
 }
 
+static struct stats_row *stats_find(struct webhook_stats *s, enum event_source src,
+                                    const char *type, enum wh_result res)
+{
+    for (size_t i = 0; i < s->n; i++)
+        if (s->rows[i].source == src && s->rows[i].result == res &&
+            strcmp(s->rows[i].type, type) == 0)
+            return &s->rows[i];
+    return NULL;
+}
+
 static void stats_add(struct webhook_stats *s, enum event_source src, const char *type,
                       enum wh_result res)
 {
     pthread_mutex_lock(&s->lock);
-    struct stats_row *row = NULL;
-    for (size_t i = 0; i < s->n && !row; i++)
-        if (s->rows[i].source == src && s->rows[i].result == res &&
-            strcmp(s->rows[i].type, type) == 0)
-            row = &s->rows[i];
+    struct stats_row *row = stats_find(s, src, type, res);
     /* The last rows are kept for "other", so the table never overflows. */
     if (!row && s->n >= STATS_ROWS - EVENT_SRC_COUNT * WH_RESULT_COUNT)
-        type = "other";
-    for (size_t i = 0; i < s->n && !row; i++)
-        if (s->rows[i].source == src && s->rows[i].result == res &&
-            strcmp(s->rows[i].type, type) == 0)
-            row = &s->rows[i];
+        row = stats_find(s, src, type = "other", res);
     if (!row) {
         row = &s->rows[s->n++];
         row->source = src;
