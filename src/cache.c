@@ -42,6 +42,17 @@ struct pending {
     bool bypass;
 };
 
+/* An invalidation Redis took, remembered for failover_replay seconds: a
+ * failover may lose it (asynchronous replication), so it is sent again to
+ * the new primary. */
+struct recent {
+    char account[TWILIO_SID_LEN + 1];
+    char service[TWILIO_SID_LEN + 1];
+    char *ident;
+    size_t ident_len;
+    int64_t at_ms;
+};
+
 struct cache {
     struct redis *r;
     struct event_base *base;
@@ -57,12 +68,17 @@ struct cache {
     bool local_live;
     struct event *deliver_ev;                   /* local hits answered on the next turn */
     struct lookup *deliver_head, *deliver_tail; /* their queue */
+    /* Invalidations that landed, oldest first from recent_head: a ring of
+     * at most invalidation_queue items, allocated at the first. */
+    struct recent *recent;
+    size_t recent_cap, recent_head, n_recent;
 };
 
 struct lookup;
 static void deliver_local(evutil_socket_t fd, short what, void *arg);
 
 static void arm_timer(struct cache *c);
+static void on_primary_changed(void *arg);
 
 struct cache *cache_new(struct redis *r, struct event_base *base, struct metrics_shard *metrics)
 {
@@ -70,6 +86,7 @@ struct cache *cache_new(struct redis *r, struct event_base *base, struct metrics
     c->r = r;
     c->base = base;
     c->metrics = metrics;
+    redis_set_primary_cb(r, on_primary_changed, c);
     return c;
 }
 
@@ -97,6 +114,9 @@ void cache_free(struct cache *c)
         event_free(c->deliver_ev);
     }
     local_free(c->local);
+    for (size_t i = 0; i < c->n_recent; i++)
+        free(c->recent[(c->recent_head + i) % c->recent_cap].ident);
+    free(c->recent);
     config_unref(c->cfg);
     free(c);
 }
@@ -814,9 +834,59 @@ static bool enqueue(struct cache *c, const char *account, const char *service, c
 /* An invalidation Redis took: count it, and when it set a hold, schedule
  * the second one for the hold's end (a write Twilio applied late must not
  * leave an answer fetched just before it). */
+static void remember_recent(struct cache *c, const char *account, const char *service,
+                            const char *ident, size_t ident_len)
+{
+    if (!c->cfg || c->cfg->failover_replay <= 0 || c->cfg->invalidation_queue <= 0)
+        return;
+    if (!c->recent) {
+        c->recent_cap = (size_t)c->cfg->invalidation_queue;
+        c->recent = util_calloc(c->recent_cap, sizeof *c->recent);
+    }
+    if (c->n_recent == c->recent_cap) { /* full: forget the oldest */
+        free(c->recent[c->recent_head].ident);
+        c->recent_head = (c->recent_head + 1) % c->recent_cap;
+        c->n_recent--;
+    }
+    struct recent *e = &c->recent[(c->recent_head + c->n_recent++) % c->recent_cap];
+    snprintf(e->account, sizeof e->account, "%s", account);
+    snprintf(e->service, sizeof e->service, "%s", service);
+    e->ident = util_strndup(ident, ident_len);
+    e->ident_len = ident_len;
+    e->at_ms = util_now_ms();
+}
+
+/* The sentinels named another primary: what the old one took in the last
+ * failover_replay seconds may not have reached it, so send it again; this
+ * worker trusts the cache for those names only once it landed (bypass). */
+static void on_primary_changed(void *arg)
+{
+    struct cache *c = arg;
+    if (c->metrics)
+        metrics_inc(c->metrics, MCOUNT_REDIS_PRIMARY_CHANGES);
+    if (!c->cfg)
+        return;
+    int64_t now = util_now_ms(), since = now - (int64_t)c->cfg->failover_replay * 1000;
+    size_t n = 0;
+    for (size_t i = 0; i < c->n_recent; i++) {
+        const struct recent *e = &c->recent[(c->recent_head + i) % c->recent_cap];
+        if (e->at_ms >= since &&
+            enqueue(c, e->account, e->service, e->ident, e->ident_len, 0, now, true)) {
+            n++;
+            if (c->metrics)
+                metrics_inc(c->metrics, MCOUNT_INVALIDATIONS_REPLAYED);
+        }
+    }
+    if (n)
+        log_notice("redis failover: sending %zu invalidation%s of the last %ld s again to the new "
+                   "primary",
+                   n, n == 1 ? "" : "s", c->cfg->failover_replay);
+}
+
 static void inval_landed(struct cache *c, const char *account, const char *service,
                          const char *ident, size_t ident_len, long hold_ms)
 {
+    remember_recent(c, account, service, ident, ident_len);
     if (c->metrics)
         metrics_inc(c->metrics, MCOUNT_INVALIDATIONS);
     if (hold_ms > 0)

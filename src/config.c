@@ -60,7 +60,7 @@ enum ktype {
     K_SID,       /* optional SID, arg = prefix */
     K_URL,       /* http(s) URL, trailing '/' stripped; min = 1: required */
     K_ADDR,      /* one address; min = 0: empty disables */
-    K_ADDR_LIST, /* comma list; off_n = count */
+    K_ADDR_LIST, /* comma list; off_n = count; min = 1: required */
     K_USERNAME,  /* client key: HTTP Basic username */
     K_SERVICES,  /* client: "*" or IS SIDs */
     K_ALLOW,     /* client: route action words */
@@ -87,7 +87,7 @@ struct key {
 
 static const struct key keys[] = {
     {"server", "listen", K_ADDR_LIST, "127.0.0.1:8080", .off = C(listen), .off_n = C(n_listen),
-     .restart = true},
+     .min = 1, .restart = true},
     {"server", "admin_listen", K_ADDR, "127.0.0.1:9090", .off = C(admin_listen), .restart = true},
     {"server", "workers", K_WORKERS, "1", .off = C(workers), .min = 1, .max = 64, .restart = true},
     {"server", "max_header_bytes", K_INT, "16384", .off = C(max_header_bytes), .min = 1024,
@@ -157,6 +157,15 @@ static const struct key keys[] = {
     {"redis", "username", K_OPTSTR, "", .off = C(redis_username)},
     {"redis", "password", K_SECRET, "", .off = C(redis_password), .arg = "password_file"},
     {"redis", "password_file", K_SECRET_FILE, "", .off = C(redis_password), .arg = "password"},
+    {"redis", "sentinels", K_ADDR_LIST, "", .off = C(redis_sentinels),
+     .off_n = C(n_redis_sentinels)},
+    {"redis", "master_name", K_OPTSTR, "", .off = C(redis_master_name)},
+    {"redis", "sentinel_username", K_OPTSTR, "", .off = C(sentinel_username)},
+    {"redis", "sentinel_password", K_SECRET, "", .off = C(sentinel_password),
+     .arg = "sentinel_password_file"},
+    {"redis", "sentinel_password_file", K_SECRET_FILE, "", .off = C(sentinel_password),
+     .arg = "sentinel_password"},
+    {"redis", "failover_replay", K_SEC, "60", .off = C(failover_replay), .min = 0, .max = 3600},
     {"redis", "key_prefix", K_PREFIX, "usergate:", .off = C(key_prefix)},
     {"redis", "timeout_ms", K_MS, "250", .off = C(redis_timeout_ms), .min = 1, .max = 60000},
 
@@ -391,6 +400,10 @@ static void config_free_fields(struct config *c)
     addr_free(&c->redis_address);
     free(c->redis_username);
     secret_free(c->redis_password);
+    addrs_free(&c->redis_sentinels, &c->n_redis_sentinels);
+    free(c->redis_master_name);
+    free(c->sentinel_username);
+    secret_free(c->sentinel_password);
     free(c->key_prefix);
     free(c->webhook_path);
     free(c->webhook_public_url);
@@ -1336,6 +1349,22 @@ static void finish_webhooks(struct load *ld, const char *file)
     c->webhook_token = util_strdup(token);
 }
 
+/* Sentinel: the primary is found by name, so both go together; the address
+ * key is then unused. */
+static void finish_redis(struct load *ld, const char *file)
+{
+    struct config *c = &ld->v.c;
+    struct loc at = {file, 0};
+    if (c->n_redis_sentinels && !c->redis_master_name)
+        err_loc(ld, at, "[redis] sentinels needs master_name (the name the sentinels monitor)");
+    if (!c->n_redis_sentinels && c->redis_master_name)
+        err_loc(ld, at, "[redis] master_name needs sentinels (their HOST:PORT list)");
+    for (size_t i = 0; i < c->n_redis_sentinels; i++)
+        if (c->redis_sentinels[i].is_unix)
+            err_loc(ld, at, "[redis] sentinels: %s: sentinels are reached over TCP (HOST:PORT)",
+                    c->redis_sentinels[i].text);
+}
+
 /* The access log's identity-hash key: from log_hash_key, else from the Twilio
  * secret, so every instance of an account hashes an identity alike (lines
  * correlate across instances and restarts) and whoever holds the secret can
@@ -1452,13 +1481,14 @@ struct config *config_load(const char *path, struct config_errors *errs)
     if (parse_file(&ld, path, NULL)) {
         for (size_t i = 0; i < N_KEYS; i++) {
             const struct key *k = &keys[i];
-            if (k->type == K_ADDR_LIST && *(size_t *)((char *)&ld.v + k->off_n) == 0)
+            if (k->type == K_ADDR_LIST && k->min && *(size_t *)((char *)&ld.v + k->off_n) == 0)
                 err_loc(&ld, loc_or(ld.seen[i], path), "[%s] %s: no address given", k->section,
                         k->name);
         }
         finish_clients(&ld);
         finish_credentials(&ld, path);
         finish_webhooks(&ld, path);
+        finish_redis(&ld, path);
         finish_security(&ld, path);
         finish_log_key(&ld.v);
         apply_edge_region(&ld.v);

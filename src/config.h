@@ -98,9 +98,15 @@ struct config {
     /* [redis] */
     struct config_addr redis_address;
     char *redis_username;
-    char *redis_password;  /* from password or password_file; never logged */
-    char *key_prefix;      /* "usergate:" */
-    long redis_timeout_ms; /* 250 */
+    char *redis_password;                /* from password or password_file; never logged */
+    struct config_addr *redis_sentinels; /* Sentinel: where to ask for the primary */
+    size_t n_redis_sentinels;
+    char *redis_master_name; /* the name the sentinels monitor; set iff sentinels are */
+    char *sentinel_username;
+    char *sentinel_password; /* never logged */
+    long failover_replay;    /* seconds of invalidations re-sent to a new primary; 60 */
+    char *key_prefix;        /* "usergate:" */
+    long redis_timeout_ms;   /* 250 */
 
     /* [cache] */
     long ttl;                    /* seconds, 300 */

@@ -404,10 +404,20 @@ int main(int argc, char **argv)
         log_warn("DEMO MODE: the upstream is the bundled mock Twilio at %s, not Twilio; answers "
                  "carry X-Usergate-Upstream: demo",
                  cfg->conversations_url);
+    struct buf redis_text = {0};
+    if (cfg->n_redis_sentinels) {
+        buf_printf(&redis_text, "primary of %s from sentinels ", cfg->redis_master_name);
+        for (size_t i = 0; i < cfg->n_redis_sentinels; i++)
+            buf_printf(&redis_text, "%s%s", i ? ", " : "", cfg->redis_sentinels[i].text);
+    } else {
+        buf_puts(&redis_text, cfg->redis_address.text);
+    }
     log_notice("configuration %s; redis %s; upstream %s and %s; %d worker%s%s", cfg->path,
-               cfg->redis_address.text, cfg->conversations_url, cfg->chat_url, cfg->workers,
+               redis_text.data, cfg->conversations_url, cfg->chat_url, cfg->workers,
                cfg->workers == 1 ? "" : "s", cfg->local_entries > 0 ? "; local tier on" : "");
-    long redis_ms = cfg->redis_timeout_ms * 4; /* redis.c's connect timeout */
+    buf_free(&redis_text);
+    /* redis.c's connect timeout, twice with Sentinel (ask, then connect) */
+    long redis_ms = cfg->redis_timeout_ms * 4 * (cfg->n_redis_sentinels ? 2 : 1);
     ctl.ready_deadline_ms = util_now_ms() + (redis_ms < 1000 ? 1000 : redis_ms);
     ctl.ready = event_new(ctl.base, -1, EV_PERSIST, on_ready_check, &ctl);
     struct timeval ready_tv = {0, 20 * 1000};

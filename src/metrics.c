@@ -75,6 +75,12 @@ static const struct {
                                     "max_connections_per_ip."},
     [MCOUNT_INVALIDATIONS_RETRIED] = {"usergate_invalidations_retried_total", NULL,
                                       "Queued invalidations sent again after Redis failed them."},
+    [MCOUNT_INVALIDATIONS_REPLAYED] = {"usergate_invalidations_replayed_total", NULL,
+                                       "Recent invalidations sent again to a new primary after a "
+                                       "Sentinel failover (the old one may not have replicated "
+                                       "them)."},
+    [MCOUNT_REDIS_PRIMARY_CHANGES] = {"usergate_redis_primary_changes_total", NULL,
+                                      "Times the sentinels named another primary (per worker)."},
     [MCOUNT_INVALIDATIONS_DROPPED] = {"usergate_invalidations_dropped_total", NULL,
                                       "Invalidations lost because the retry queue "
                                       "(invalidation_queue) was full."},

@@ -50,6 +50,8 @@ enum metric_counter {
     MCOUNT_CONN_REFUSED_PER_IP,   /* usergate_connections_refused_total{reason="per_ip"} */
     MCOUNT_INVALIDATIONS_RETRIED, /* usergate_invalidations_retried_total */
     MCOUNT_INVALIDATIONS_DROPPED, /* usergate_invalidations_dropped_total */
+    MCOUNT_INVALIDATIONS_REPLAYED,     /* usergate_invalidations_replayed_total */
+    MCOUNT_REDIS_PRIMARY_CHANGES,      /* usergate_redis_primary_changes_total */
     MCOUNT_DEFAULT_SERVICE_MISMATCH,   /* usergate_default_service_mismatch_total */
     MCOUNT_HEADER_TIMEOUTS,            /* usergate_request_timeouts_total{phase="header"} */
     MCOUNT_BODY_TIMEOUTS,              /* usergate_request_timeouts_total{phase="body"} */

@@ -98,6 +98,22 @@ struct redis {
     void *error_arg;
     void (*breaker_cb)(void *arg, bool open);
     void *breaker_arg;
+    void (*primary_cb)(void *arg);
+    void *primary_arg;
+    /* Sentinel: the address above is the primary they last named */
+    struct {
+        char **hosts;
+        int *ports;
+        size_t n; /* 0: not in Sentinel mode */
+        char *name, *username, *password;
+        size_t next;              /* the sentinel to ask next */
+        size_t tried;             /* asked in this round without an answer */
+        redisAsyncContext *ac;    /* asking, then watching +switch-master */
+        redisAsyncContext *dying; /* dropped inside a callback, freed by reap_ev */
+        bool watching;
+        bool named; /* the next on_reconnect connects to it without asking */
+        struct event *deadline;
+    } sen;
     /* a subscriber (redis_subscribe) */
     char *sub_channel;
     void (*sub_message)(void *arg, const char *msg, size_t len);
@@ -105,6 +121,11 @@ struct redis {
     void *sub_arg;
     bool subscribed;
 };
+
+static bool sentinel_mode(const struct redis *r)
+{
+    return r->sen.n > 0;
+}
 
 static struct timeval ms_tv(long ms)
 {
@@ -299,6 +320,8 @@ static void reply_release(struct redis_reply *rep)
 static void conn_drop(struct redis *r);
 static void schedule_reconnect(struct redis *r, long delay_ms);
 static long next_backoff(struct redis *r);
+static void sentinel_drop(struct redis *r);
+static void sentinel_ask(struct redis *r);
 
 static void on_reply(redisAsyncContext *ac, void *reply, void *privdata)
 {
@@ -329,6 +352,13 @@ static void on_reply(redisAsyncContext *ac, void *reply, void *privdata)
             report_error(r, false);
         breaker_note(r, p, rep.type != REDIS_R_ERROR);
         p->cb(p->arg, &rep);
+        /* A primary demoted under us (a failover we did not hear of). */
+        if (rep.type == REDIS_R_ERROR && sentinel_mode(r) && p->gen == r->gen && r->ac &&
+            rep.len >= 8 && memcmp(rep.str, "READONLY", 8) == 0) {
+            fail_log(r, "the node answers READONLY; asking the sentinels again");
+            conn_drop(r);
+            schedule_reconnect(r, 0);
+        }
         reply_release(&rep);
     }
     r->depth--;
@@ -408,12 +438,15 @@ static void on_reap(evutil_socket_t fd, short what, void *arg)
     struct redis *r = arg;
     (void)fd;
     (void)what;
-    redisAsyncContext *ac = r->dying;
-    if (!ac)
-        return;
-    r->dying = NULL;
-    ac->data = NULL;
-    redisAsyncFree(ac);
+    redisAsyncContext **slots[2] = {&r->dying, &r->sen.dying};
+    for (size_t i = 0; i < 2; i++) {
+        redisAsyncContext *ac = *slots[i];
+        if (!ac)
+            continue;
+        *slots[i] = NULL;
+        ac->data = NULL;
+        redisAsyncFree(ac);
+    }
 }
 
 /* Every reply on a subscriber's connection: the confirmation, then one
@@ -473,6 +506,32 @@ void redis_subscribe(struct redis *r, const char *channel,
     }
 }
 
+/* Sentinel mode's last handshake step: ROLE must say "master". */
+static void on_role(redisAsyncContext *ac, void *reply, void *privdata)
+{
+    struct redis *r = privdata;
+    redisReply *rep = reply;
+    if (ac != r->ac || !rep)
+        return;
+    r->depth++;
+    if (rep->type == REDIS_REPLY_ARRAY && rep->elements > 0 &&
+        rep->element[0]->type == REDIS_REPLY_STRING &&
+        strcmp(rep->element[0]->str, "master") == 0) {
+        became_up(r);
+    } else {
+        char why[160];
+        snprintf(why, sizeof why, "ROLE says %s, not master; asking the sentinels again",
+                 rep->type == REDIS_REPLY_ARRAY && rep->elements > 0 &&
+                         rep->element[0]->type == REDIS_REPLY_STRING
+                     ? rep->element[0]->str
+                     : "something else");
+        fail_log(r, why);
+        conn_drop(r);
+        schedule_reconnect(r, next_backoff(r));
+    }
+    r->depth--;
+}
+
 /* Reply to the handshake command (AUTH, or PING without a password). A
  * TCP connect alone proves little (a stopped server's kernel still accepts),
  * so "up" waits for the server itself to answer. */
@@ -485,7 +544,15 @@ static void on_hello(redisAsyncContext *ac, void *reply, void *privdata)
         return;
     r->depth++;
     if (rep->type == REDIS_REPLY_STATUS) {
-        became_up(r);
+        const char *argv[1] = {"ROLE"};
+        size_t lens[1] = {4};
+        if (!sentinel_mode(r))
+            became_up(r);
+        else if (redisAsyncCommandArgv(ac, on_role, r, 1, argv, lens) != REDIS_OK) {
+            fail_log(r, "cannot send ROLE");
+            conn_drop(r);
+            schedule_reconnect(r, next_backoff(r));
+        }
     } else {
         /* The server's message names no secret ("WRONGPASS invalid
          * username-password pair"), so it can be logged. */
@@ -607,11 +674,305 @@ static void on_reconnect(evutil_socket_t fd, short what, void *arg)
     (void)fd;
     (void)what;
     on_reap(-1, 0, r);
-    if (!r->ac)
+    if (!sentinel_mode(r)) {
+        if (!r->ac)
+            conn_start(r);
+    } else if (!r->ac && r->sen.named) { /* just named: go there */
+        r->sen.named = false;
         conn_start(r);
+    } else if (!r->ac || !r->sen.ac) { /* every reconnect asks again; so does a lost watch */
+        sentinel_drop(r);
+        sentinel_ask(r);
+    }
+}
+
+/* ---- Sentinel: which node is the primary
+ *
+ * In Sentinel mode every (re)connect first asks a sentinel for the primary
+ * of master_name, trying each sentinel in turn, and keeps that sentinel's
+ * connection subscribed to +switch-master so a failover is followed at once
+ * rather than at the next timeout. AUTH, the question and SUBSCRIBE are sent
+ * together: a switch cannot slip between the answer and the subscription. A
+ * node is used only once ROLE says it is the primary (a sentinel's answer
+ * can be stale, and a demoted primary still answers reads), and a READONLY
+ * error sends usergate back to the sentinels. */
+
+static void sentinel_drop(struct redis *r)
+{
+    redisAsyncContext *ac = r->sen.ac;
+    r->sen.watching = false;
+    event_del(r->sen.deadline);
+    if (!ac)
+        return;
+    r->sen.ac = NULL;
+    if (r->depth > 0 && !r->sen.dying) { /* see conn_drop */
+        r->sen.dying = ac;
+        event_active(r->reap_ev, EV_TIMEOUT, 0);
+        return;
+    }
+    ac->data = NULL;
+    redisAsyncFree(ac);
+}
+
+/* This sentinel did not answer: the next one at once, or after a whole
+ * round, the next round after a backoff. */
+static void sentinel_failed(struct redis *r, const char *why)
+{
+    char msg[320];
+    snprintf(msg, sizeof msg, "sentinel %s:%d: %s", r->sen.hosts[r->sen.next],
+             r->sen.ports[r->sen.next], why);
+    fail_log(r, msg);
+    sentinel_drop(r);
+    r->sen.next = (r->sen.next + 1) % r->sen.n;
+    if (++r->sen.tried < r->sen.n) {
+        schedule_reconnect(r, 0);
+    } else {
+        r->sen.tried = 0;
+        schedule_reconnect(r, next_backoff(r));
+    }
+}
+
+static void set_primary(struct redis *r, const char *host, int port)
+{
+    free(r->host);
+    free(r->addr_text);
+    r->host = util_strdup(host);
+    r->port = port;
+    struct buf b = {0};
+    buf_printf(&b, "%s:%d (primary of %s)", host, port, r->sen.name);
+    r->addr_text = b.data;
+}
+
+/* The sentinels name host:port as the primary: keep the connection we have
+ * if it already goes there, else move (on the next loop turn, through
+ * on_reconnect, which connects without asking again). */
+static void primary_named(struct redis *r, const char *host, int port)
+{
+    bool same = r->host && strcmp(r->host, host) == 0 && r->port == port;
+    if (!same) {
+        bool moved = r->host != NULL;
+        if (moved)
+            log_notice("redis: the sentinels name %s:%d as the primary of %s (was %s:%d)", host,
+                       port, r->sen.name, r->host, r->port);
+        set_primary(r, host, port);
+        if (moved && r->primary_cb)
+            r->primary_cb(r->primary_arg);
+    }
+    if (same && r->ac)
+        return;
+    conn_drop(r);
+    r->sen.named = true;
+    schedule_reconnect(r, 0);
+}
+
+static void on_sentinel_auth(redisAsyncContext *ac, void *reply, void *privdata)
+{
+    struct redis *r = privdata;
+    redisReply *rep = reply;
+    if (ac != r->sen.ac || !rep || r->freeing || rep->type != REDIS_REPLY_ERROR)
+        return;
+    char why[200];
+    snprintf(why, sizeof why, "AUTH failed: %s", rep->str ? rep->str : "error");
+    r->depth++;
+    sentinel_failed(r, why);
+    r->depth--;
+}
+
+static void on_master_addr(redisAsyncContext *ac, void *reply, void *privdata)
+{
+    struct redis *r = privdata;
+    redisReply *rep = reply;
+    if (ac != r->sen.ac || !rep || r->freeing)
+        return;
+    r->depth++;
+    long port;
+    if (rep->type == REDIS_REPLY_ARRAY && rep->elements == 2 &&
+        rep->element[0]->type == REDIS_REPLY_STRING && rep->element[0]->len > 0 &&
+        rep->element[0]->len < 256 && rep->element[1]->type == REDIS_REPLY_STRING &&
+        util_parse_long(rep->element[1]->str, 1, 65535, &port)) {
+        event_del(r->sen.deadline);
+        r->sen.tried = 0;
+        primary_named(r, rep->element[0]->str, (int)port);
+    } else {
+        char why[200];
+        if (rep->type == REDIS_REPLY_ERROR)
+            snprintf(why, sizeof why, "%s", rep->str ? rep->str : "error");
+        else if (rep->type == REDIS_REPLY_NIL)
+            snprintf(why, sizeof why, "does not monitor a master named %s", r->sen.name);
+        else
+            snprintf(why, sizeof why, "unexpected answer to get-master-addr-by-name");
+        sentinel_failed(r, why);
+    }
+    r->depth--;
+}
+
+/* "<name> <old-ip> <old-port> <new-ip> <new-port>" */
+static void on_switch_master(struct redis *r, const char *msg, size_t len)
+{
+    char text[512], *save = NULL, *f[5];
+    if (len >= sizeof text)
+        return;
+    memcpy(text, msg, len);
+    text[len] = '\0';
+    int n = 0;
+    for (char *s = strtok_r(text, " ", &save); s && n < 5; s = strtok_r(NULL, " ", &save))
+        f[n++] = s;
+    long port;
+    if (n != 5 || strcmp(f[0], r->sen.name) != 0 || !util_parse_long(f[4], 1, 65535, &port))
+        return;
+    log_notice("redis: sentinel %s:%d announced +switch-master %s: %s:%s -> %s:%ld",
+               r->sen.hosts[r->sen.next], r->sen.ports[r->sen.next], f[0], f[1], f[2], f[3], port);
+    primary_named(r, f[3], (int)port);
+}
+
+static void on_sentinel_event(redisAsyncContext *ac, void *reply, void *privdata)
+{
+    struct redis *r = privdata;
+    redisReply *rep = reply;
+    if (ac != r->sen.ac || !rep || r->freeing || rep->type != REDIS_REPLY_ARRAY ||
+        rep->elements < 3 || rep->element[0]->type != REDIS_REPLY_STRING)
+        return;
+    const char *kind = rep->element[0]->str;
+    r->depth++;
+    if (strcmp(kind, "subscribe") == 0)
+        r->sen.watching = true;
+    else if (strcmp(kind, "message") == 0 && rep->element[2]->type == REDIS_REPLY_STRING)
+        on_switch_master(r, rep->element[2]->str, rep->element[2]->len);
+    r->depth--;
+}
+
+static void on_sentinel_connect(const redisAsyncContext *cac, int status)
+{
+    struct redis *r = cac->data;
+    if (!r)
+        return;
+    if (cac == r->sen.dying) {
+        if (status != REDIS_OK)
+            r->sen.dying = NULL; /* hiredis frees it when we return */
+        return;
+    }
+    if (cac != r->sen.ac)
+        return;
+    redisAsyncContext *ac = r->sen.ac;
+    r->depth++;
+    if (status != REDIS_OK) {
+        char why[160];
+        snprintf(why, sizeof why, "%s", cac->c.errstr[0] ? cac->c.errstr : "connect failed");
+        r->sen.ac = NULL; /* hiredis frees it when we return */
+        sentinel_failed(r, why);
+    } else {
+        const char *argv[3] = {"AUTH"};
+        size_t lens[3] = {4};
+        int argc = 1;
+        if (r->sen.password && r->sen.username) {
+            argv[argc] = r->sen.username;
+            lens[argc++] = strlen(r->sen.username);
+        }
+        if (r->sen.password) {
+            argv[argc] = r->sen.password;
+            lens[argc++] = strlen(r->sen.password);
+        }
+        const char *q[3] = {"SENTINEL", "get-master-addr-by-name", r->sen.name};
+        size_t ql[3] = {8, 23, strlen(r->sen.name)};
+        const char *s[2] = {"SUBSCRIBE", "+switch-master"};
+        size_t sl[2] = {9, 14};
+        if ((r->sen.password &&
+             redisAsyncCommandArgv(ac, on_sentinel_auth, r, argc, argv, lens) != REDIS_OK) ||
+            redisAsyncCommandArgv(ac, on_master_addr, r, 3, q, ql) != REDIS_OK ||
+            redisAsyncCommandArgv(ac, on_sentinel_event, r, 2, s, sl) != REDIS_OK)
+            sentinel_failed(r, "cannot send the question");
+    }
+    r->depth--;
+}
+
+static void on_sentinel_disconnect(const redisAsyncContext *cac, int status)
+{
+    struct redis *r = cac->data;
+    (void)status;
+    if (!r)
+        return;
+    if (cac == r->sen.dying) {
+        r->sen.dying = NULL;
+        return;
+    }
+    if (cac != r->sen.ac)
+        return;
+    char why[160];
+    snprintf(why, sizeof why, "%s", cac->c.errstr[0] ? cac->c.errstr : "connection closed");
+    r->depth++;
+    r->sen.ac = NULL; /* hiredis frees it when we return */
+    sentinel_failed(r, why);
+    r->depth--;
+}
+
+static void on_sentinel_deadline(evutil_socket_t fd, short what, void *arg)
+{
+    struct redis *r = arg;
+    (void)fd;
+    (void)what;
+    if (r->sen.ac)
+        sentinel_failed(r, "no answer in time");
+}
+
+static void sentinel_ask(struct redis *r)
+{
+    size_t i = r->sen.next;
+    redisAsyncContext *ac = redisAsyncConnect(r->sen.hosts[i], r->sen.ports[i]);
+    if (!ac || ac->err || redisLibeventAttach(ac, r->base) != REDIS_OK) {
+        char why[160];
+        snprintf(why, sizeof why, "%s", ac && ac->err ? ac->errstr : "cannot connect");
+        if (ac)
+            redisAsyncFree(ac);
+        sentinel_failed(r, why);
+        return;
+    }
+    ac->data = r;
+    r->sen.ac = ac;
+    redisAsyncSetConnectCallback(ac, on_sentinel_connect);
+    redisAsyncSetDisconnectCallback(ac, on_sentinel_disconnect);
+    long ms = r->timeout_ms * 4;
+    struct timeval tv = ms_tv(ms < CONNECT_TIMEOUT_MIN_MS ? CONNECT_TIMEOUT_MIN_MS : ms);
+    evtimer_add(r->sen.deadline, &tv);
 }
 
 /* ---- public */
+
+static void free_sentinels(struct redis *r)
+{
+    for (size_t i = 0; i < r->sen.n; i++)
+        free(r->sen.hosts[i]);
+    free(r->sen.hosts);
+    free(r->sen.ports);
+    free(r->sen.name);
+    free(r->sen.username);
+    free_secret(r->sen.password);
+    r->sen.hosts = NULL;
+    r->sen.ports = NULL;
+    r->sen.n = 0;
+    r->sen.name = r->sen.username = r->sen.password = NULL;
+}
+
+/* Whether cfg names another server (or other sentinels) than r uses. */
+static bool target_differs(const struct redis *r, const struct config *cfg)
+{
+    if (cfg->n_redis_sentinels != r->sen.n)
+        return true;
+    if (r->sen.n) {
+        for (size_t i = 0; i < r->sen.n; i++)
+            if (strcmp(r->sen.hosts[i], cfg->redis_sentinels[i].host) != 0 ||
+                r->sen.ports[i] != cfg->redis_sentinels[i].port)
+                return true;
+        char *user = dup_opt(cfg->sentinel_username), *pass = dup_opt(cfg->sentinel_password);
+        bool differs = str_differs(r->sen.name, cfg->redis_master_name) ||
+                       str_differs(user, r->sen.username) || str_differs(pass, r->sen.password);
+        free(user);
+        free_secret(pass);
+        return differs;
+    }
+    const struct config_addr *a = &cfg->redis_address;
+    return a->is_unix != r->is_unix || str_differs(a->host, r->host) || a->port != r->port ||
+           str_differs(a->path, r->path);
+}
 
 static void copy_target(struct redis *r, const struct config *cfg)
 {
@@ -621,19 +982,40 @@ static void copy_target(struct redis *r, const struct config *cfg)
     free(r->path);
     free(r->username);
     free_secret(r->password);
+    free_sentinels(r);
+    r->username = dup_opt(cfg->redis_username);
+    r->password = dup_opt(cfg->redis_password);
+    if (cfg->n_redis_sentinels) { /* the primary is found by asking */
+        r->sen.n = cfg->n_redis_sentinels;
+        r->sen.hosts = util_calloc(r->sen.n, sizeof *r->sen.hosts);
+        r->sen.ports = util_calloc(r->sen.n, sizeof *r->sen.ports);
+        for (size_t i = 0; i < r->sen.n; i++) {
+            r->sen.hosts[i] = util_strdup(cfg->redis_sentinels[i].host);
+            r->sen.ports[i] = cfg->redis_sentinels[i].port;
+        }
+        r->sen.name = util_strdup(cfg->redis_master_name);
+        r->sen.username = dup_opt(cfg->sentinel_username);
+        r->sen.password = dup_opt(cfg->sentinel_password);
+        r->sen.next = r->sen.tried = 0;
+        r->is_unix = false;
+        r->host = r->path = NULL;
+        r->port = 0;
+        struct buf b = {0};
+        buf_printf(&b, "primary of %s (from the sentinels)", r->sen.name);
+        r->addr_text = b.data;
+        return;
+    }
     r->addr_text = util_strdup(a->text ? a->text : "(none)");
     r->is_unix = a->is_unix;
     r->host = util_strdup(a->host);
     r->port = a->port;
     r->path = util_strdup(a->path);
-    r->username = dup_opt(cfg->redis_username);
-    r->password = dup_opt(cfg->redis_password);
 }
 
 struct redis *redis_new(struct event_base *base, const struct config *cfg)
 {
     const struct config_addr *a = &cfg->redis_address;
-    if (a->is_unix ? !a->path : !a->host)
+    if (!cfg->n_redis_sentinels && (a->is_unix ? !a->path : !a->host))
         return NULL;
     struct redis *r = util_calloc(1, sizeof *r);
     r->base = base;
@@ -643,11 +1025,15 @@ struct redis *redis_new(struct event_base *base, const struct config *cfg)
     r->connect_timer = evtimer_new(base, on_connect_timeout, r);
     r->reconnect_timer = evtimer_new(base, on_reconnect, r);
     r->reap_ev = evtimer_new(base, on_reap, r);
-    if (!r->connect_timer || !r->reconnect_timer || !r->reap_ev) {
+    r->sen.deadline = evtimer_new(base, on_sentinel_deadline, r);
+    if (!r->connect_timer || !r->reconnect_timer || !r->reap_ev || !r->sen.deadline) {
         redis_free(r);
         return NULL;
     }
-    conn_start(r);
+    if (sentinel_mode(r))
+        sentinel_ask(r);
+    else
+        conn_start(r);
     return r;
 }
 
@@ -656,9 +1042,9 @@ void redis_free(struct redis *r)
     if (!r)
         return;
     r->freeing = true;
-    redisAsyncContext *conns[2] = {r->ac, r->dying};
-    r->ac = r->dying = NULL;
-    for (size_t i = 0; i < 2; i++) {
+    redisAsyncContext *conns[4] = {r->ac, r->dying, r->sen.ac, r->sen.dying};
+    r->ac = r->dying = r->sen.ac = r->sen.dying = NULL;
+    for (size_t i = 0; i < UG_ARRAY_LEN(conns); i++) {
         if (conns[i]) {
             conns[i]->data = NULL;
             redisAsyncFree(conns[i]); /* in-flight callbacks get ERROR now */
@@ -677,6 +1063,9 @@ void redis_free(struct redis *r)
         event_free(r->reconnect_timer);
     if (r->reap_ev)
         event_free(r->reap_ev);
+    if (r->sen.deadline)
+        event_free(r->sen.deadline);
+    free_sentinels(r);
     free(r->addr_text);
     free(r->host);
     free(r->path);
@@ -691,14 +1080,15 @@ void redis_reconfigure(struct redis *r, const struct config *cfg)
     const struct config_addr *a = &cfg->redis_address;
     r->timeout_ms = cfg->redis_timeout_ms > 0 ? cfg->redis_timeout_ms : 1;
     char *user = dup_opt(cfg->redis_username), *pass = dup_opt(cfg->redis_password);
-    bool changed = a->is_unix != r->is_unix || str_differs(a->host, r->host) ||
-                   a->port != r->port || str_differs(a->path, r->path) ||
-                   str_differs(user, r->username) || str_differs(pass, r->password);
+    bool changed =
+        target_differs(r, cfg) || str_differs(user, r->username) || str_differs(pass, r->password);
     free(user);
     free_secret(pass);
-    if (!changed || (a->is_unix ? !a->path : !a->host))
+    if (!changed || (!cfg->n_redis_sentinels && (a->is_unix ? !a->path : !a->host)))
         return;
     copy_target(r, cfg);
+    sentinel_drop(r);
+    r->sen.named = false;
     conn_drop(r);
     r->backoff_ms = BACKOFF_MIN_MS;
     r->quiet = false;
@@ -775,6 +1165,12 @@ void redis_set_breaker_cb(struct redis *r, void (*cb)(void *arg, bool open), voi
 {
     r->breaker_cb = cb;
     r->breaker_arg = arg;
+}
+
+void redis_set_primary_cb(struct redis *r, void (*cb)(void *arg), void *arg)
+{
+    r->primary_cb = cb;
+    r->primary_arg = arg;
 }
 
 #define REDIS_STR2(x) #x

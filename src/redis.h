@@ -78,6 +78,10 @@ void redis_set_error_cb(struct redis *r, void (*cb)(void *arg, bool timeout), vo
  * May be NULL. */
 void redis_set_breaker_cb(struct redis *r, void (*cb)(void *arg, bool open), void *arg);
 
+/* Called when the sentinels name another node as the primary (a failover):
+ * writes the old primary had not replicated yet may be lost. May be NULL. */
+void redis_set_primary_cb(struct redis *r, void (*cb)(void *arg), void *arg);
+
 /* Make r a subscriber of channel (a client that then takes no other
  * command): SUBSCRIBE is sent after every (re)connect; on_live(arg, true)
  * once Redis confirmed it, on_live(arg, false) whenever the connection is

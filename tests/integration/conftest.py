@@ -458,28 +458,35 @@ def _resp_read(f):
     raise RuntimeError("bad RESP reply %r" % line)
 
 
-def redis_command(port, *args, timeout=2.0):
+def redis_command(port, *args, timeout=2.0, password=None):
     with socket.create_connection(("127.0.0.1", port), timeout=timeout) as s:
-        s.sendall(_resp_encode(args))
         with s.makefile("rb") as f:
+            if password is not None:
+                s.sendall(_resp_encode(("AUTH", password)))
+                assert _resp_read(f) == "OK"
+            s.sendall(_resp_encode(args))
             return _resp_read(f)
 
 
 class RedisServer:
-    def __init__(self, binary, workdir):
+    def __init__(self, binary, workdir, args=(), password=None):
+        """args: more redis-server options (e.g. ("--replicaof", "127.0.0.1 6379"));
+        password: the requirepass this server was given, for cmd()."""
         self.binary = binary
         self.dir = workdir
         os.makedirs(workdir, exist_ok=True)
         self.port = free_port()
         self.proc = None
         self.paused = False
+        self.args = list(args)
+        self.password = password
 
     def start(self, timeout=10.0):
         assert self.proc is None, "redis already running"
         self.proc = subprocess.Popen(
             [self.binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
              "--appendonly", "no", "--dir", self.dir, "--daemonize", "no",
-             "--logfile", os.path.join(self.dir, "redis.log")],
+             "--logfile", os.path.join(self.dir, "redis.log")] + self.args,
             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -487,7 +494,7 @@ class RedisServer:
                 pytest.fail("redis-server exited with %s; log:\n%s"
                             % (self.proc.returncode, self.log()))
             try:
-                if redis_command(self.port, "PING", timeout=0.5) == "PONG":
+                if redis_command(self.port, "PING", timeout=0.5, password=self.password) == "PONG":
                     return
             except (OSError, ConnectionError, RuntimeError):
                 pass
@@ -523,7 +530,7 @@ class RedisServer:
         self.paused = False
 
     def cmd(self, *args):
-        return redis_command(self.port, *args)
+        return redis_command(self.port, *args, password=self.password)
 
     def keys(self, pattern="*"):
         return self.cmd("KEYS", pattern)

@@ -381,6 +381,18 @@ static const struct err_case err_cases[] = {
               "space",
               "{D}/main.conf: [webhooks] public_url must be the full http(s) URL Twilio calls "
               "(scheme, host, optional port, path), without a query or fragment"}},
+    {"sentinels without master_name, and a unix sentinel",
+     {{"main.conf", "[redis]\nsentinels = 127.0.0.1:26379, unix:/run/s.sock\n"}},
+     .want = {"{D}/main.conf: [redis] sentinels needs master_name (the name the sentinels "
+              "monitor)",
+              "{D}/main.conf: [redis] sentinels: unix:/run/s.sock: sentinels are reached over TCP "
+              "(HOST:PORT)"}},
+    {"master_name without sentinels",
+     {{"main.conf", "[redis]\nmaster_name = main\n"}},
+     .want = {"{D}/main.conf: [redis] master_name needs sentinels (their HOST:PORT list)"}},
+    {"an empty listen is still refused",
+     {{"main.conf", "[server]\nlisten =\n"}},
+     .want = {"{D}/main.conf:2: [server] listen: no address given"}},
     {"unreadable main file",
      {{NULL, NULL}},
      .want = {"{D}/main.conf: cannot read: No such file or directory"}},
