@@ -5,14 +5,15 @@ and hits resume on the new primary within a stated bound."""
 
 import os
 import re
+import signal
 import subprocess
 import threading
 import time
 
 import pytest
 
-from conftest import (REDIS_SERVER, SLOW, RedisServer, closed_port, fetch, free_port,
-                      redis_command, user_key, user_path, wait_until)
+from conftest import (KEY_PREFIX, REDIS_SERVER, SLOW, RedisServer, closed_port, fetch, free_port,
+                      redis_command, render_config, user_key, user_path, wait_until)
 
 NAME = "usergate-main"
 # From the moment the sentinels name the new primary until both gateways
@@ -326,3 +327,91 @@ def test_auth_for_sentinels_and_data_nodes(gateway_factory, mock, cluster):
     assert bad.metrics().get_value("usergate_redis_up") == 0
     r = fetch(bad, paths[0])
     assert r.json["identity"] == "ada" and r.xcache != "HIT"
+
+
+CHANNEL = KEY_PREFIX + "invalidations"
+LOCAL = {"cache": {"local_entries": "1000", "local_ttl": "60"}}
+LOCAL_BOUND_S = 3.0 if SLOW else 0.5  # as in test_local_tier.py
+
+
+def warm_local(gw, paths):
+    wait_until(lambda: gw.metrics().get_value("usergate_local_up") == 1, timeout=SWITCH_BOUND_S,
+               what="local tier subscribed")
+    for p in paths:
+        fetch(gw, p)
+        fetch(gw, p)
+    before = gw.metrics().get_value("usergate_local_hits_total")
+    for p in paths:
+        fetch(gw, p, expect_cache="HIT")
+    assert gw.metrics().get_value("usergate_local_hits_total") == before + len(paths)
+
+
+def read_fresh(gw, paths, want, bound):
+    t0 = time.monotonic()
+    for p in paths:
+        while fetch(gw, p).json["friendly_name"] != want:
+            assert time.monotonic() - t0 < bound, ("stale", p)
+
+
+def test_local_tier_through_a_failover(gateway_factory, mock, cluster):
+    """The local tier's subscription follows the primary too: emptied when the
+    old one goes, back on the new one, and coherent there."""
+    primary, replica, sentinels = cluster
+    sections = dict(sentinel_sections(sentinels), **LOCAL)
+    gws = [gateway_factory(sections) for _ in range(2)]
+    mock.add_user("ada", friendly_name="v0")
+    paths = [user_path(f, "ada") for f in ("v1s", "v1", "v2")]
+    for gw in gws:
+        warm_local(gw, paths)
+    flushes = [gw.metrics().get_value("usergate_local_flushes_total") for gw in gws]
+    assert sentinels.cmd(0, "SENTINEL", "FAILOVER", NAME) == "OK"
+    wait_until(lambda: sentinels.primary_port() == replica.port, timeout=FAILOVER_BOUND_S,
+               what="the sentinels promote the replica")
+    for gw, before in zip(gws, flushes):
+        wait_until(lambda: gw.metrics().get_value("usergate_local_flushes_total") > before,
+                   timeout=SWITCH_BOUND_S, what="the local tier emptied with the old primary")
+        warm_local(gw, paths)
+    subscribers = replica.cmd("PUBSUB", "NUMSUB", CHANNEL)
+    assert subscribers[1] == 2, subscribers  # both instances listen on the new primary
+    for i in range(1, 4):
+        writer, reader = gws[i % 2], gws[(i + 1) % 2]
+        assert writer.post(user_path("v1s", "ada"), {"FriendlyName": "v%d" % i}).status == 200
+        read_fresh(reader, paths, "v%d" % i, LOCAL_BOUND_S)
+
+
+def test_reload_moves_between_address_and_sentinels(gateway_factory, mock, redis, cluster):
+    """SIGHUP from a plain address to sentinels and back: both connections
+    (requests and the local tier's subscription) move."""
+    primary, replica, sentinels = cluster
+    gw = gateway_factory(LOCAL)
+    ref = gateway_factory(sentinel_sections(sentinels))
+    mock.add_user("ada", friendly_name="v0")
+    paths = [user_path(f, "ada") for f in ("v1s", "v1", "v2")]
+    warm_local(gw, paths)
+    assert primary.cmd("PUBSUB", "NUMSUB", CHANNEL)[1] == 0
+
+    def reload(redis_section):
+        sections = gw.sections
+        sections["redis"] = dict(sections["redis"], **redis_section)
+        for k, v in list(sections["redis"].items()):
+            if v is None:
+                del sections["redis"][k]
+        with open(gw.conf, "w") as f:
+            f.write(render_config(sections))
+        n = gw.stderr().count("configuration reloaded")
+        gw.proc.send_signal(signal.SIGHUP)
+        wait_until(lambda: gw.stderr().count("configuration reloaded") > n, what="reload")
+
+    reload({"sentinels": sentinels.addresses(), "master_name": NAME})
+    wait_until(lambda: primary.cmd("PUBSUB", "NUMSUB", CHANNEL)[1] == 1,
+               timeout=SWITCH_BOUND_S, what="the subscription moved to the sentinels' primary")
+    warm_local(gw, paths)
+    assert ref.post(user_path("v2", "ada"), {"FriendlyName": "v1"}).status == 200
+    read_fresh(gw, paths, "v1", LOCAL_BOUND_S)
+    assert hits_from([ref], paths[0], primary, redis)
+
+    reload({"sentinels": None, "master_name": None})
+    wait_until(lambda: redis.cmd("PUBSUB", "NUMSUB", CHANNEL)[1] == 1,
+               timeout=SWITCH_BOUND_S, what="the subscription moved back")
+    assert primary.cmd("PUBSUB", "NUMSUB", CHANNEL)[1] == 0
+    warm_local(gw, paths)
