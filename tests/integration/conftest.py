@@ -543,6 +543,123 @@ class RedisServer:
             return ""
 
 
+# --------------------------------------------------------------------------- Redis Sentinel
+
+SENTINEL_MASTER = "usergate-main"
+
+
+class Sentinels:
+    """Three redis-server --sentinel processes watching one primary."""
+
+    def __init__(self, workdir, master_port, password=None, master_password=None, n=3):
+        self.password = password
+        self.procs, self.ports, self.dirs = [], [], []
+        for i in range(n):
+            d = os.path.join(workdir, "sentinel%d" % i)
+            os.makedirs(d, exist_ok=True)
+            port = free_port()
+            lines = ["port %d" % port, "bind 127.0.0.1", "daemonize no", "dir %s" % d,
+                     "logfile %s" % os.path.join(d, "sentinel.log"),
+                     "sentinel monitor %s 127.0.0.1 %d 2" % (SENTINEL_MASTER, master_port),
+                     "sentinel down-after-milliseconds %s 1000" % SENTINEL_MASTER,
+                     "sentinel failover-timeout %s 5000" % SENTINEL_MASTER,
+                     "sentinel parallel-syncs %s 1" % SENTINEL_MASTER]
+            if master_password:
+                lines.append("sentinel auth-pass %s %s" % (SENTINEL_MASTER, master_password))
+            if password:
+                lines += ["requirepass %s" % password, "sentinel sentinel-pass %s" % password]
+            conf = os.path.join(d, "sentinel.conf")
+            with open(conf, "w") as f:
+                f.write("\n".join(lines) + "\n")
+            self.procs.append(subprocess.Popen([REDIS_SERVER, conf, "--sentinel"],
+                                               stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                               stderr=subprocess.DEVNULL))
+            self.ports.append(port)
+            self.dirs.append(d)
+
+    def cmd(self, i, *args):
+        return redis_command(self.ports[i], *args, password=self.password)
+
+    def primary_port(self, i=0):
+        addr = self.cmd(i, "SENTINEL", "get-master-addr-by-name", SENTINEL_MASTER)
+        return int(addr[1]) if addr else None
+
+    def ready(self):
+        """Every sentinel knows the replica and the other sentinels (quorum)."""
+        def ok():
+            try:
+                for i in range(len(self.ports)):
+                    if self.cmd(i, "SENTINEL", "CKQUORUM", SENTINEL_MASTER).find("OK") != 0:
+                        return False
+                    reps = self.cmd(i, "SENTINEL", "replicas", SENTINEL_MASTER)
+                    others = self.cmd(i, "SENTINEL", "sentinels", SENTINEL_MASTER)
+                    if len(reps) != 1 or len(others) != 2:
+                        return False
+                    flags = dict(zip(reps[0][::2], reps[0][1::2]))[b"flags"]
+                    if flags != b"slave":
+                        return False
+                return True
+            except (OSError, RuntimeError, ConnectionError):
+                return False
+        wait_until(ok, timeout=60, interval=0.2, what="sentinels agree on primary and replica")
+
+    def failover(self, timeout=30.0):
+        """SENTINEL FAILOVER, and wait until the sentinels name another primary."""
+        before = self.primary_port()
+        assert self.cmd(0, "SENTINEL", "FAILOVER", SENTINEL_MASTER) == "OK"
+        wait_until(lambda: self.primary_port() not in (before, None), timeout=timeout,
+                   interval=0.05, what="the sentinels promote the replica")
+
+    def addresses(self):
+        return ", ".join("127.0.0.1:%d" % p for p in self.ports)
+
+    def logs(self):
+        out = []
+        for d in self.dirs:
+            try:
+                with open(os.path.join(d, "sentinel.log"), errors="replace") as f:
+                    out.append(f.read()[-3000:])
+            except OSError:
+                pass
+        return "\n".join(out)
+
+    def stop(self):
+        for p in self.procs:
+            p.terminate()
+        for p in self.procs:
+            try:
+                p.wait(5)
+            except subprocess.TimeoutExpired:
+                p.kill()
+                p.wait(5)
+
+
+@pytest.fixture
+def sentinel_set(tmp_path, request):
+    """(primary, replica, Sentinels): a primary, its replica and three
+    sentinels; with AUTH everywhere when parametrized indirectly with True."""
+    secured = getattr(request, "param", False)
+    pw = "data-secret-1" if secured else None
+    spw = "sentinel-secret-1" if secured else None
+    auth = ["--requirepass", pw, "--masterauth", pw] if secured else []
+    primary = RedisServer(REDIS_SERVER, str(tmp_path / "primary"), args=auth, password=pw)
+    primary.start()
+    replica = RedisServer(REDIS_SERVER, str(tmp_path / "replica"),
+                          args=auth + ["--replicaof", "127.0.0.1", str(primary.port)],
+                          password=pw)
+    replica.start()
+    sentinels = Sentinels(str(tmp_path), primary.port, password=spw, master_password=pw)
+    try:
+        sentinels.ready()
+    except BaseException:
+        print(sentinels.logs())
+        raise
+    yield primary, replica, sentinels
+    sentinels.stop()
+    replica.stop()
+    primary.stop()
+
+
 # --------------------------------------------------------------------------- gateway
 
 def render_config(sections):

@@ -45,7 +45,7 @@ import threading
 import time
 import urllib.parse
 
-from conftest import SERVICE, http_request, user_path, users_path
+from conftest import SERVICE, http_request, redis_command, user_path, users_path
 from twilio_events import Sink
 
 IDENTITIES = ["ada", "bob", "c\u00e9cile", "d+1@x.io"]
@@ -118,7 +118,7 @@ class Op:
 
 class History:
     def __init__(self, gateways, mock, redis, seed, duration, threads=8, faults=True,
-                 outside_writer=True, local=False):
+                 outside_writer=True, local=False, sentinels=None):
         self.gws = gateways
         self.mock = mock
         self.redis = redis
@@ -134,6 +134,8 @@ class History:
         self.redis_faults = []  # (t0, t1)
         self.outside_writer = outside_writer
         self.local = local  # local tiers on: pub/sub losses among the faults, LOCAL_SLACK_S
+        # Sentinel-managed Redis: failovers instead of kills and stalls.
+        self.sentinels = sentinels
         self.outside = []  # (seq, identity, sid, token, applied at)
         self.t_start = None
         # Odd seeds: few users, many writes (races between fetches and
@@ -235,9 +237,10 @@ class History:
         m = self.mock
         while time.monotonic() < deadline - 1:
             time.sleep(rng.uniform(0.05, 0.3))
-            what = rng.choice(["slow", "5xx", "429", "late_answer", "late_apply", "redis_kill",
-                               "redis_stall", "sighup", "none"] + (["sub_kill"] * 2 if self.local
-                                                                   else []))
+            redis_faults = (["redis_failover"] * 2 if self.sentinels
+                            else ["redis_kill", "redis_stall"])
+            what = rng.choice(["slow", "5xx", "429", "late_answer", "late_apply", "sighup",
+                               "none"] + redis_faults + (["sub_kill"] * 2 if self.local else []))
             t0 = time.monotonic()
             if what == "slow":
                 m.fail(prefix="/", method="GET", delay=rng.uniform(0.1, 0.5), count=rng.randint(1, 6))
@@ -256,6 +259,11 @@ class History:
                 self.redis.kill()
                 time.sleep(rng.uniform(0.1, 0.6))
                 self.redis.start()
+            elif what == "redis_failover":
+                try:
+                    self.sentinels.failover()
+                except (AssertionError, RuntimeError):  # one still in progress
+                    what = "redis_failover_refused"
             elif what == "redis_stall":
                 self.redis.pause()
                 time.sleep(rng.uniform(0.2, 0.6))
@@ -264,7 +272,8 @@ class History:
                 rng.choice(self.gws).proc.send_signal(signal.SIGHUP)
             elif what == "sub_kill":  # the local tiers' invalidation subscriptions drop
                 try:
-                    self.redis.cmd("CLIENT", "KILL", "TYPE", "pubsub")
+                    port = self.sentinels.primary_port() if self.sentinels else self.redis.port
+                    redis_command(port, "CLIENT", "KILL", "TYPE", "pubsub")
                 except Exception:  # noqa: BLE001 - Redis may be down from another fault
                     pass
             t1 = time.monotonic()

@@ -8,7 +8,7 @@ import random
 
 import pytest
 
-from conftest import merge_sections
+from conftest import SENTINEL_MASTER, merge_sections
 from history import History, gateway_settings
 
 SECONDS = float(os.environ.get("HISTORY_SECONDS", "12"))
@@ -27,7 +27,23 @@ def test_history(gateway_factory, mock, redis, seed, local):
     invalidation subscriptions among the faults."""
     settings = gateway_settings(seed, local)
     gws = [gateway_factory(settings), gateway_factory(settings)]
-    h = History(gws, mock, redis, seed, SECONDS, local=local).run()
+    check(gws, History(gws, mock, redis, seed, SECONDS, local=local).run(), local)
+
+
+def test_history_through_sentinel_failovers(gateway_factory, mock, sentinel_set):
+    """Redis behind Sentinel, with local tiers: SENTINEL FAILOVER among the
+    faults (about every few seconds, as often as the sentinels allow)."""
+    primary, _, sentinels = sentinel_set
+    seed = SEEDS[0] + 6
+    settings = merge_sections(gateway_settings(seed, True), {"redis": {
+        "sentinels": sentinels.addresses(), "master_name": SENTINEL_MASTER}})
+    gws = [gateway_factory(settings), gateway_factory(settings)]
+    h = History(gws, mock, primary, seed, SECONDS, local=True, sentinels=sentinels).run()
+    assert any(w == "redis_failover" for _, _, w in h.fault_log), h.fault_log
+    check(gws, h, True)
+
+
+def check(gws, h, local):
     print(h.summary())
     bad = h.check()
     assert len(h.ops) > 100, h.summary()

@@ -3,19 +3,16 @@ through the sentinels, followed through a failover (ordered with SENTINEL
 FAILOVER, or forced by SIGKILL of the primary) with no failed client request,
 and hits resume on the new primary within a stated bound."""
 
-import os
 import re
 import signal
-import subprocess
 import threading
 import time
 
 import pytest
 
-from conftest import (KEY_PREFIX, REDIS_SERVER, SLOW, RedisServer, closed_port, fetch, free_port,
-                      redis_command, render_config, user_key, user_path, wait_until)
+from conftest import (KEY_PREFIX, SENTINEL_MASTER as NAME, SLOW, closed_port, fetch,
+                      render_config, user_key, user_path, wait_until)
 
-NAME = "usergate-main"
 # From the moment the sentinels name the new primary until both gateways
 # answer hits from it. Their down-after is 1 s; usergate follows
 # +switch-master at once and otherwise asks again at its next reconnect
@@ -23,110 +20,6 @@ NAME = "usergate-main"
 SWITCH_BOUND_S = 40.0 if SLOW else 10.0
 # From SIGKILL of the primary until the sentinels name another.
 FAILOVER_BOUND_S = 60.0 if SLOW else 30.0
-
-
-class Sentinels:
-    """Three redis-server --sentinel processes watching one primary."""
-
-    def __init__(self, workdir, master_port, password=None, master_password=None, n=3):
-        self.password = password
-        self.procs, self.ports, self.dirs = [], [], []
-        for i in range(n):
-            d = os.path.join(workdir, "sentinel%d" % i)
-            os.makedirs(d, exist_ok=True)
-            port = free_port()
-            lines = ["port %d" % port, "bind 127.0.0.1", "daemonize no", "dir %s" % d,
-                     "logfile %s" % os.path.join(d, "sentinel.log"),
-                     "sentinel monitor %s 127.0.0.1 %d 2" % (NAME, master_port),
-                     "sentinel down-after-milliseconds %s 1000" % NAME,
-                     "sentinel failover-timeout %s 5000" % NAME,
-                     "sentinel parallel-syncs %s 1" % NAME]
-            if master_password:
-                lines.append("sentinel auth-pass %s %s" % (NAME, master_password))
-            if password:
-                lines += ["requirepass %s" % password, "sentinel sentinel-pass %s" % password]
-            conf = os.path.join(d, "sentinel.conf")
-            with open(conf, "w") as f:
-                f.write("\n".join(lines) + "\n")
-            self.procs.append(subprocess.Popen([REDIS_SERVER, conf, "--sentinel"],
-                                               stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                                               stderr=subprocess.DEVNULL))
-            self.ports.append(port)
-            self.dirs.append(d)
-
-    def cmd(self, i, *args):
-        return redis_command(self.ports[i], *args, password=self.password)
-
-    def primary_port(self, i=0):
-        addr = self.cmd(i, "SENTINEL", "get-master-addr-by-name", NAME)
-        return int(addr[1]) if addr else None
-
-    def ready(self):
-        """Every sentinel knows the replica and the other sentinels (quorum)."""
-        def ok():
-            try:
-                for i in range(len(self.ports)):
-                    if self.cmd(i, "SENTINEL", "CKQUORUM", NAME).find("OK") != 0:
-                        return False
-                    reps = self.cmd(i, "SENTINEL", "replicas", NAME)
-                    if len(reps) != 1 or len(self.cmd(i, "SENTINEL", "sentinels", NAME)) != 2:
-                        return False
-                    flags = dict(zip(reps[0][::2], reps[0][1::2]))[b"flags"]
-                    if flags != b"slave":
-                        return False
-                return True
-            except (OSError, RuntimeError, ConnectionError):
-                return False
-        wait_until(ok, timeout=60, interval=0.2, what="sentinels agree on primary and replica")
-
-    def addresses(self):
-        return ", ".join("127.0.0.1:%d" % p for p in self.ports)
-
-    def logs(self):
-        out = []
-        for d in self.dirs:
-            try:
-                with open(os.path.join(d, "sentinel.log"), errors="replace") as f:
-                    out.append(f.read()[-3000:])
-            except OSError:
-                pass
-        return "\n".join(out)
-
-    def stop(self):
-        for p in self.procs:
-            p.terminate()
-        for p in self.procs:
-            try:
-                p.wait(5)
-            except subprocess.TimeoutExpired:
-                p.kill()
-                p.wait(5)
-
-
-@pytest.fixture
-def cluster(tmp_path, request):
-    """primary + replica + three sentinels; password-protected when the test
-    is marked with @pytest.mark.parametrize('secured', [True])."""
-    secured = getattr(request, "param", False)
-    pw = "data-secret-1" if secured else None
-    spw = "sentinel-secret-1" if secured else None
-    auth = ["--requirepass", pw, "--masterauth", pw] if secured else []
-    primary = RedisServer(REDIS_SERVER, str(tmp_path / "primary"), args=auth, password=pw)
-    primary.start()
-    replica = RedisServer(REDIS_SERVER, str(tmp_path / "replica"),
-                          args=auth + ["--replicaof", "127.0.0.1", str(primary.port)],
-                          password=pw)
-    replica.start()
-    sentinels = Sentinels(str(tmp_path), primary.port, password=spw, master_password=pw)
-    try:
-        sentinels.ready()
-    except BaseException:
-        print(sentinels.logs())
-        raise
-    yield primary, replica, sentinels
-    sentinels.stop()
-    replica.stop()
-    primary.stop()
 
 
 def sentinel_sections(sentinels, password=None, sentinel_password=None):
@@ -227,8 +120,8 @@ def follow(gws, paths, new, old, t_named):
     return time.monotonic() - t_named
 
 
-def test_found_through_the_sentinels(gateway_factory, mock, cluster):
-    primary, replica, sentinels = cluster
+def test_found_through_the_sentinels(gateway_factory, mock, sentinel_set):
+    primary, replica, sentinels = sentinel_set
     gws, paths = setup_gateways(gateway_factory, mock, sentinels)
     assert hits_from(gws, paths[0], primary, replica)
     for gw in gws:
@@ -236,8 +129,8 @@ def test_found_through_the_sentinels(gateway_factory, mock, cluster):
     writes_invalidate_both(gws, "ada", "before")
 
 
-def test_sentinel_failover_under_load(gateway_factory, mock, cluster):
-    primary, replica, sentinels = cluster
+def test_sentinel_failover_under_load(gateway_factory, mock, sentinel_set):
+    primary, replica, sentinels = sentinel_set
     gws, paths = setup_gateways(gateway_factory, mock, sentinels)
     loop = Loop(gws, paths)
     time.sleep(0.5)
@@ -250,15 +143,15 @@ def test_sentinel_failover_under_load(gateway_factory, mock, cluster):
     assert failures == [], failures[:5]
     assert count > 50, count
     took = follow(gws, paths, replica, primary, t_named)
-    print("hits from the new primary %.2f s after the sentinels named it" % took)
+    print("hits from the new primary: checked %.2f s after the sentinels named it" % took)
     writes_invalidate_both(gws, "ada", "after")
     for gw in gws:
         assert "+switch-master" in gw.stderr() or "ROLE says" in gw.stderr() or \
             "READONLY" in gw.stderr() or "asking the sentinels" in gw.stderr(), gw.stderr()[-3000:]
 
 
-def test_primary_killed_under_load(gateway_factory, mock, cluster):
-    primary, replica, sentinels = cluster
+def test_primary_killed_under_load(gateway_factory, mock, sentinel_set):
+    primary, replica, sentinels = sentinel_set
     gws, paths = setup_gateways(gateway_factory, mock, sentinels)
     loop = Loop(gws, paths)
     time.sleep(0.5)
@@ -275,17 +168,17 @@ def test_primary_killed_under_load(gateway_factory, mock, cluster):
     assert failures == [], failures[:5]  # fail open while Redis was gone
     assert count > 50, count
     took = follow(gws, paths, replica, None, t_named)
-    print("hits from the new primary %.2f s after the sentinels named it" % took)
+    print("hits from the new primary: checked %.2f s after the sentinels named it" % took)
     writes_invalidate_both(gws, "ada", "after")
 
 
-def test_failover_replays_recent_invalidations(gateway_factory, mock, cluster):
+def test_failover_replays_recent_invalidations(gateway_factory, mock, sentinel_set):
     """Replication is asynchronous: an invalidation the old primary took may
     never reach the replica that replaces it. So each gateway sends its recent
     invalidations again to the new primary: the version of a user written
     just before the failover is replaced once more there, and only there,
     by the gateway that wrote it."""
-    primary, replica, sentinels = cluster
+    primary, replica, sentinels = sentinel_set
     gws, paths = setup_gateways(gateway_factory, mock, sentinels)
     mock.add_user("bob", friendly_name="b0")
     for p in (user_path("v1s", "bob"), user_path("v2", "bob")):
@@ -312,9 +205,9 @@ def test_failover_replays_recent_invalidations(gateway_factory, mock, cluster):
     writes_invalidate_both(gws, "ada", "after")
 
 
-@pytest.mark.parametrize("cluster", [True], indirect=True)
-def test_auth_for_sentinels_and_data_nodes(gateway_factory, mock, cluster):
-    primary, replica, sentinels = cluster
+@pytest.mark.parametrize("sentinel_set", [True], indirect=True)
+def test_auth_for_sentinels_and_data_nodes(gateway_factory, mock, sentinel_set):
+    primary, replica, sentinels = sentinel_set
     gws, paths = setup_gateways(gateway_factory, mock, sentinels, password="data-secret-1",
                                 sentinel_password="sentinel-secret-1")
     assert hits_from(gws, paths[0], primary, replica)
@@ -353,10 +246,10 @@ def read_fresh(gw, paths, want, bound):
             assert time.monotonic() - t0 < bound, ("stale", p)
 
 
-def test_local_tier_through_a_failover(gateway_factory, mock, cluster):
+def test_local_tier_through_a_failover(gateway_factory, mock, sentinel_set):
     """The local tier's subscription follows the primary too: emptied when the
     old one goes, back on the new one, and coherent there."""
-    primary, replica, sentinels = cluster
+    primary, replica, sentinels = sentinel_set
     sections = dict(sentinel_sections(sentinels), **LOCAL)
     gws = [gateway_factory(sections) for _ in range(2)]
     mock.add_user("ada", friendly_name="v0")
@@ -379,10 +272,10 @@ def test_local_tier_through_a_failover(gateway_factory, mock, cluster):
         read_fresh(reader, paths, "v%d" % i, LOCAL_BOUND_S)
 
 
-def test_reload_moves_between_address_and_sentinels(gateway_factory, mock, redis, cluster):
+def test_reload_moves_between_address_and_sentinels(gateway_factory, mock, redis, sentinel_set):
     """SIGHUP from a plain address to sentinels and back: both connections
     (requests and the local tier's subscription) move."""
-    primary, replica, sentinels = cluster
+    primary, replica, sentinels = sentinel_set
     gw = gateway_factory(LOCAL)
     ref = gateway_factory(sentinel_sections(sentinels))
     mock.add_user("ada", friendly_name="v0")
