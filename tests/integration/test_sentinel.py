@@ -18,6 +18,10 @@ from conftest import (KEY_PREFIX, SENTINEL_MASTER as NAME, SLOW, closed_port, fe
 # +switch-master at once and otherwise asks again at its next reconnect
 # (backoff at most 5 s).
 SWITCH_BOUND_S = 40.0 if SLOW else 10.0
+# The same when usergate hears no +switch-master: it learns of the failover
+# only when the sentinels demote the old primary (they reconfigure it within
+# their 10 s INFO period, closing its clients) or a write meets READONLY.
+UNHEARD_BOUND_S = 80.0 if SLOW else 30.0
 # From SIGKILL of the primary until the sentinels name another.
 FAILOVER_BOUND_S = 60.0 if SLOW else 30.0
 
@@ -308,3 +312,28 @@ def test_reload_moves_between_address_and_sentinels(gateway_factory, mock, redis
                timeout=SWITCH_BOUND_S, what="the subscription moved back")
     assert primary.cmd("PUBSUB", "NUMSUB", CHANNEL)[1] == 0
     warm_local(gw, paths)
+
+
+def test_failover_unheard_by_the_watched_sentinel(gateway_factory, mock, sentinel_set):
+    """The sentinel usergate watches is frozen (SIGSTOP) through a failover, so
+    no +switch-master reaches it: usergate still finds the new primary (its
+    connection to the demoted node is closed or answers READONLY, the frozen
+    sentinel misses its deadline, the next one answers) within the bound."""
+    primary, replica, sentinels = sentinel_set
+    gws, paths = setup_gateways(gateway_factory, mock, sentinels)
+    sentinels.procs[0].send_signal(signal.SIGSTOP)  # the first asked, and watched
+    try:
+        assert sentinels.cmd(1, "SENTINEL", "FAILOVER", NAME) == "OK"
+        wait_until(lambda: sentinels.primary_port(1) == replica.port, timeout=FAILOVER_BOUND_S,
+                   what="the sentinels promote the replica")
+        t_named = time.monotonic()
+        # A write now may meet the demoted node: it must still be read back.
+        writes_invalidate_both(gws, "ada", "unheard")
+        wait_until(lambda: hits_from(gws, paths[0], replica, primary), timeout=UNHEARD_BOUND_S,
+                   interval=0.2, what="hits from the new primary")
+        print("hits from the new primary %.2f s after the sentinels named it"
+              % (time.monotonic() - t_named))
+    finally:
+        sentinels.procs[0].send_signal(signal.SIGCONT)
+    for gw in gws:
+        assert "+switch-master" not in gw.stderr()
