@@ -1133,6 +1133,9 @@ struct purge {
     struct buf pattern;
     char cursor[32];
     long long deleted;
+    size_t shard, n_shards; /* a cluster's masters are scanned one after the other */
+    size_t unlinking;       /* UNLINKs of this step still unanswered */
+    bool failed;
 };
 
 static void purge_scan(struct purge *st);
@@ -1158,10 +1161,14 @@ static void purge_finish(struct purge *st, bool ok)
     free(st);
 }
 
-/* After a step: the next SCAN of this pattern, the next pattern, or done. */
+/* After a step: the next SCAN of this shard, the next shard, or done. */
 static void purge_next(struct purge *st)
 {
-    if (strcmp(st->cursor, "0") == 0) {
+    if (st->failed) {
+        purge_finish(st, false);
+        return;
+    }
+    if (strcmp(st->cursor, "0") == 0 && ++st->shard >= st->n_shards) {
         purge_finish(st, true);
         return;
     }
@@ -1171,12 +1178,12 @@ static void purge_next(struct purge *st)
 static void on_purge_del(void *arg, const struct redis_reply *rep)
 {
     struct purge *st = arg;
-    if (rep->type != REDIS_R_INTEGER) {
-        purge_finish(st, false);
-        return;
-    }
-    st->deleted += rep->integer;
-    purge_next(st);
+    if (rep->type == REDIS_R_INTEGER)
+        st->deleted += rep->integer;
+    else
+        st->failed = true;
+    if (--st->unlinking == 0)
+        purge_next(st);
 }
 
 static void on_purge_scan(void *arg, const struct redis_reply *rep)
@@ -1195,18 +1202,14 @@ static void on_purge_scan(void *arg, const struct redis_reply *rep)
         purge_next(st);
         return;
     }
-    size_t n = keys->n_elements + 1;
-    const char **argv = util_calloc(n, sizeof *argv);
-    size_t *lens = util_calloc(n, sizeof *lens);
-    argv[0] = "UNLINK";
-    lens[0] = 6;
+    /* One UNLINK per key: in a cluster the keys of one step live in many
+     * slots, and a command may touch only one. */
+    st->unlinking = keys->n_elements;
     for (size_t i = 0; i < keys->n_elements; i++) {
-        argv[i + 1] = keys->elements[i].str ? keys->elements[i].str : "";
-        lens[i + 1] = keys->elements[i].len;
+        const char *argv[2] = {"UNLINK", keys->elements[i].str ? keys->elements[i].str : ""};
+        size_t lens[2] = {6, keys->elements[i].len};
+        redis_command(st->r, on_purge_del, st, 2, argv, lens);
     }
-    redis_command(st->r, on_purge_del, st, (int)n, argv, lens);
-    free(argv);
-    free(lens);
 }
 
 static void purge_scan(struct purge *st)
@@ -1214,7 +1217,7 @@ static void purge_scan(struct purge *st)
     const struct buf *pat = &st->pattern;
     const char *argv[6] = {"SCAN", st->cursor, "MATCH", pat->data, "COUNT", PURGE_SCAN_COUNT};
     size_t lens[6] = {4, strlen(st->cursor), 5, pat->len, 5, strlen(PURGE_SCAN_COUNT)};
-    redis_command(st->r, on_purge_scan, st, 6, argv, lens);
+    redis_command_shard(st->r, st->shard, on_purge_scan, st, 6, argv, lens);
 }
 
 void cache_purge_service(struct cache *c, const struct config *cfg, const char *account,
@@ -1233,5 +1236,11 @@ void cache_purge_service(struct cache *c, const struct config *cfg, const char *
         local_gauge(c);
     }
     snprintf(st->cursor, sizeof st->cursor, "0");
+    st->n_shards = redis_shards(c->r);
+    if (!st->n_shards) { /* a cluster whose map is not known yet */
+        st->failed = true;
+        st->shard = 0;
+        st->n_shards = 1;
+    }
     purge_scan(st);
 }

@@ -160,6 +160,7 @@ static const struct key keys[] = {
     {"redis", "sentinels", K_ADDR_LIST, "", .off = C(redis_sentinels),
      .off_n = C(n_redis_sentinels)},
     {"redis", "master_name", K_OPTSTR, "", .off = C(redis_master_name)},
+    {"redis", "cluster", K_ADDR_LIST, "", .off = C(redis_cluster), .off_n = C(n_redis_cluster)},
     {"redis", "sentinel_username", K_OPTSTR, "", .off = C(sentinel_username)},
     {"redis", "sentinel_password", K_SECRET, "", .off = C(sentinel_password),
      .arg = "sentinel_password_file"},
@@ -401,6 +402,7 @@ static void config_free_fields(struct config *c)
     free(c->redis_username);
     secret_free(c->redis_password);
     addrs_free(&c->redis_sentinels, &c->n_redis_sentinels);
+    addrs_free(&c->redis_cluster, &c->n_redis_cluster);
     free(c->redis_master_name);
     free(c->sentinel_username);
     secret_free(c->sentinel_password);
@@ -1350,7 +1352,7 @@ static void finish_webhooks(struct load *ld, const char *file)
 }
 
 /* Sentinel: the primary is found by name, so both go together; the address
- * key is then unused. */
+ * key is then unused (as with cluster). */
 static void finish_redis(struct load *ld, const char *file)
 {
     struct config *c = &ld->v.c;
@@ -1363,6 +1365,14 @@ static void finish_redis(struct load *ld, const char *file)
         if (c->redis_sentinels[i].is_unix)
             err_loc(ld, at, "[redis] sentinels: %s: sentinels are reached over TCP (HOST:PORT)",
                     c->redis_sentinels[i].text);
+    if (c->n_redis_cluster && c->n_redis_sentinels)
+        err_loc(ld, at,
+                "[redis] cluster and sentinels exclude each other: a Redis Cluster fails "
+                "over by itself");
+    for (size_t i = 0; i < c->n_redis_cluster; i++)
+        if (c->redis_cluster[i].is_unix)
+            err_loc(ld, at, "[redis] cluster: %s: cluster nodes are reached over TCP (HOST:PORT)",
+                    c->redis_cluster[i].text);
 }
 
 /* The access log's identity-hash key: from log_hash_key, else from the Twilio

@@ -101,7 +101,9 @@ struct config {
     char *redis_password;                /* from password or password_file; never logged */
     struct config_addr *redis_sentinels; /* Sentinel: where to ask for the primary */
     size_t n_redis_sentinels;
-    char *redis_master_name; /* the name the sentinels monitor; set iff sentinels are */
+    char *redis_master_name;           /* the name the sentinels monitor; set iff sentinels are */
+    struct config_addr *redis_cluster; /* Redis Cluster: seed nodes */
+    size_t n_redis_cluster;
     char *sentinel_username;
     char *sentinel_password; /* never logged */
     long failover_replay;    /* seconds of invalidations re-sent to a new primary; 60 */

@@ -405,7 +405,11 @@ int main(int argc, char **argv)
                  "carry X-Usergate-Upstream: demo",
                  cfg->conversations_url);
     struct buf redis_text = {0};
-    if (cfg->n_redis_sentinels) {
+    if (cfg->n_redis_cluster) {
+        buf_puts(&redis_text, "cluster from seeds ");
+        for (size_t i = 0; i < cfg->n_redis_cluster; i++)
+            buf_printf(&redis_text, "%s%s", i ? ", " : "", cfg->redis_cluster[i].text);
+    } else if (cfg->n_redis_sentinels) {
         buf_printf(&redis_text, "primary of %s from sentinels ", cfg->redis_master_name);
         for (size_t i = 0; i < cfg->n_redis_sentinels; i++)
             buf_printf(&redis_text, "%s%s", i ? ", " : "", cfg->redis_sentinels[i].text);
@@ -416,8 +420,10 @@ int main(int argc, char **argv)
                redis_text.data, cfg->conversations_url, cfg->chat_url, cfg->workers,
                cfg->workers == 1 ? "" : "s", cfg->local_entries > 0 ? "; local tier on" : "");
     buf_free(&redis_text);
-    /* redis.c's connect timeout, twice with Sentinel (ask, then connect) */
-    long redis_ms = cfg->redis_timeout_ms * 4 * (cfg->n_redis_sentinels ? 2 : 1);
+    /* redis.c's connect timeout, twice with Sentinel (ask, then connect) or
+     * Cluster (the map, then the masters) */
+    long redis_ms =
+        cfg->redis_timeout_ms * 4 * (cfg->n_redis_sentinels || cfg->n_redis_cluster ? 2 : 1);
     ctl.ready_deadline_ms = util_now_ms() + (redis_ms < 1000 ? 1000 : redis_ms);
     ctl.ready = event_new(ctl.base, -1, EV_PERSIST, on_ready_check, &ctl);
     struct timeval ready_tv = {0, 20 * 1000};

@@ -27,6 +27,7 @@
 
 #include "config.h"
 #include "log.h"
+#include "slots.h"
 #include "util.h"
 
 #define BACKOFF_MIN_MS 100
@@ -46,6 +47,15 @@
 #define BREAKER_FAILS MAX_TIMEOUTS_IN_ROW
 #define BREAKER_MIN_MS 1000
 #define BREAKER_MAX_MS 30000
+
+/* HOST:PORT list copied from the config (sentinels, cluster seeds). */
+struct hostlist {
+    char **hosts;
+    int *ports;
+    size_t n;
+};
+
+struct cluster;
 
 struct pending {
     struct redis *r;
@@ -102,9 +112,7 @@ struct redis {
     void *primary_arg;
     /* Sentinel: the address above is the primary they last named */
     struct {
-        char **hosts;
-        int *ports;
-        size_t n; /* 0: not in Sentinel mode */
+        struct hostlist at; /* at.n == 0: not in Sentinel mode */
         char *name, *username, *password;
         size_t next;              /* the sentinel to ask next */
         size_t tried;             /* asked in this round without an answer */
@@ -114,6 +122,12 @@ struct redis {
         bool named; /* the next on_reconnect connects to it without asking */
         struct event *deadline;
     } sen;
+    /* Redis Cluster: seeds.n > 0; cl routes commands over node connections,
+     * each a struct redis of its own (owner points back) */
+    struct hostlist seeds;
+    struct cluster *cl;
+    struct cluster *cl_dying; /* replaced by a reload, freed by reap_ev */
+    struct redis *owner;
     /* a subscriber (redis_subscribe) */
     char *sub_channel;
     void (*sub_message)(void *arg, const char *msg, size_t len);
@@ -124,8 +138,16 @@ struct redis {
 
 static bool sentinel_mode(const struct redis *r)
 {
-    return r->sen.n > 0;
+    return r->sen.at.n > 0;
 }
+
+static bool cluster_mode(const struct redis *r)
+{
+    return r->seeds.n > 0;
+}
+
+static void cluster_free(struct cluster *cl);
+static void cluster_resubscribe(struct redis *r);
 
 static struct timeval ms_tv(long ms)
 {
@@ -348,9 +370,13 @@ static void on_reply(redisAsyncContext *ac, void *reply, void *privdata)
             r->timeouts_in_row = 0;
         struct redis_reply rep;
         reply_convert(reply, &rep);
-        if (rep.type == REDIS_R_ERROR)
+        /* A cluster node's MOVED, ASK, CLUSTERDOWN come fast from a healthy
+         * node: answers about the cluster, not failures of this node. */
+        bool failed =
+            rep.type == REDIS_R_ERROR && !(r->owner && slots_is_cluster_answer(rep.str, rep.len));
+        if (failed)
             report_error(r, false);
-        breaker_note(r, p, rep.type != REDIS_R_ERROR);
+        breaker_note(r, p, !failed);
         p->cb(p->arg, &rep);
         /* A primary demoted under us (a failover we did not hear of). */
         if (rep.type == REDIS_R_ERROR && sentinel_mode(r) && p->gen == r->gen && r->ac &&
@@ -447,6 +473,9 @@ static void on_reap(evutil_socket_t fd, short what, void *arg)
         ac->data = NULL;
         redisAsyncFree(ac);
     }
+    struct cluster *cl = r->cl_dying;
+    r->cl_dying = NULL;
+    cluster_free(cl);
 }
 
 /* Every reply on a subscriber's connection: the confirmation, then one
@@ -500,6 +529,10 @@ void redis_subscribe(struct redis *r, const char *channel,
     r->sub_message = on_message;
     r->sub_live = on_live;
     r->sub_arg = arg;
+    if (r->cl) { /* on a connection of its own */
+        cluster_resubscribe(r);
+        return;
+    }
     if (r->up) { /* subscribe on a fresh connection */
         conn_drop(r);
         schedule_reconnect(r, 0);
@@ -674,6 +707,8 @@ static void on_reconnect(evutil_socket_t fd, short what, void *arg)
     (void)fd;
     (void)what;
     on_reap(-1, 0, r);
+    if (cluster_mode(r))
+        return; /* its nodes connect */
     if (!sentinel_mode(r)) {
         if (!r->ac)
             conn_start(r);
@@ -719,12 +754,12 @@ static void sentinel_drop(struct redis *r)
 static void sentinel_failed(struct redis *r, const char *why)
 {
     char msg[320];
-    snprintf(msg, sizeof msg, "sentinel %s:%d: %s", r->sen.hosts[r->sen.next],
-             r->sen.ports[r->sen.next], why);
+    snprintf(msg, sizeof msg, "sentinel %s:%d: %s", r->sen.at.hosts[r->sen.next],
+             r->sen.at.ports[r->sen.next], why);
     fail_log(r, msg);
     sentinel_drop(r);
-    r->sen.next = (r->sen.next + 1) % r->sen.n;
-    if (++r->sen.tried < r->sen.n) {
+    r->sen.next = (r->sen.next + 1) % r->sen.at.n;
+    if (++r->sen.tried < r->sen.at.n) {
         schedule_reconnect(r, 0);
     } else {
         r->sen.tried = 0;
@@ -821,7 +856,8 @@ static void on_switch_master(struct redis *r, const char *msg, size_t len)
     if (n != 5 || strcmp(f[0], r->sen.name) != 0 || !util_parse_long(f[4], 1, 65535, &port))
         return;
     log_notice("redis: sentinel %s:%d announced +switch-master %s: %s:%s -> %s:%ld",
-               r->sen.hosts[r->sen.next], r->sen.ports[r->sen.next], f[0], f[1], f[2], f[3], port);
+               r->sen.at.hosts[r->sen.next], r->sen.at.ports[r->sen.next], f[0], f[1], f[2], f[3],
+               port);
     primary_named(r, f[3], (int)port);
 }
 
@@ -917,7 +953,7 @@ static void on_sentinel_deadline(evutil_socket_t fd, short what, void *arg)
 static void sentinel_ask(struct redis *r)
 {
     size_t i = r->sen.next;
-    redisAsyncContext *ac = redisAsyncConnect(r->sen.hosts[i], r->sen.ports[i]);
+    redisAsyncContext *ac = redisAsyncConnect(r->sen.at.hosts[i], r->sen.at.ports[i]);
     if (!ac || ac->err || redisLibeventAttach(ac, r->base) != REDIS_OK) {
         char why[160];
         snprintf(why, sizeof why, "%s", ac && ac->err ? ac->errstr : "cannot connect");
@@ -935,33 +971,463 @@ static void sentinel_ask(struct redis *r)
     evtimer_add(r->sen.deadline, &tv);
 }
 
+/* ---- Redis Cluster: one connection per node, commands by hash slot
+ *
+ * The owner struct redis holds the slot map; every node is a struct redis of
+ * its own (single address: deadlines, reconnects, breaker as above), created
+ * when the map (or a redirection) first names it. A command goes to the
+ * master of its key's slot (slots.c); MOVED updates that slot, asks for a
+ * fresh map and follows; ASK sends ASKING and the command to the node named,
+ * without touching the map. The map is asked for again on MOVED, when a node
+ * is lost, and every CLUSTER_REFRESH_MS. "Up" means every slot has a master
+ * and every master's connection is up. A subscriber takes one connection of
+ * its own to one node (a cluster carries PUBLISH to every node) and moves to
+ * the next node whenever that subscription is lost. */
+
+#define CLUSTER_REFRESH_MS 5000
+#define CLUSTER_MAX_HOPS 5
+#define CLUSTER_SUB_WAIT_MS 3000
+
+struct cnode {
+    char *host;
+    int port;
+    struct redis *conn;
+    bool master;
+};
+
+struct cluster {
+    struct redis *owner;
+    struct cnode *nodes;
+    size_t n_nodes;
+    uint16_t slots[SLOTS_COUNT]; /* node index + 1; 0: no master known */
+    size_t *masters;             /* node indexes, for redis_command_shard */
+    size_t n_masters;
+    bool map_ok; /* every slot has a master */
+    bool refreshing;
+    size_t asked; /* the node the map was asked of */
+    struct event *refresh_ev;
+    struct redis *sub; /* the subscriber's own connection */
+    size_t sub_next;   /* the node it goes to next */
+    struct event *sub_move_ev;
+};
+
+/* A command on its way through the cluster: its own copy of argv, kept to be
+ * sent again after a redirection. */
+struct ccmd {
+    struct redis *r;
+    redis_cb cb;
+    void *arg;
+    int argc;
+    char **argv;
+    size_t *lens;
+    int hops;
+    bool urgent;
+    size_t node;
+};
+
+static struct redis *redis_alloc(struct event_base *base, long timeout_ms);
+static void submit(struct redis *r, redis_cb cb, void *arg, int argc, const char **argv,
+                   const size_t *argvlen, bool urgent);
+
+static void cluster_update_up(struct redis *r)
+{
+    struct cluster *cl = r->cl;
+    bool up = cl->map_ok && cl->n_masters > 0;
+    for (size_t i = 0; up && i < cl->n_masters; i++)
+        up = cl->nodes[cl->masters[i]].conn->up;
+    set_up(r, up);
+}
+
+static void cluster_refresh_soon(struct redis *r, long ms)
+{
+    struct timeval tv = ms_tv(ms);
+    if (!r->freeing && (ms == 0 || !evtimer_pending(r->cl->refresh_ev, NULL)))
+        evtimer_add(r->cl->refresh_ev, &tv);
+}
+
+static void on_node_state(void *arg, bool up)
+{
+    struct redis *n = arg, *r = n->owner;
+    if (r->freeing || !r->cl)
+        return;
+    if (!up || !r->cl->map_ok)
+        cluster_refresh_soon(r, up ? 0 : 100);
+    cluster_update_up(r);
+}
+
+static void on_node_error(void *arg, bool timeout)
+{
+    struct redis *n = arg;
+    report_error(n->owner, timeout);
+}
+
+static void on_node_breaker(void *arg, bool open)
+{
+    struct redis *n = arg;
+    if (n->owner->breaker_cb && !n->owner->freeing)
+        n->owner->breaker_cb(n->owner->breaker_arg, open);
+}
+
+/* A connection to host:port with r's credentials and deadline. */
+static struct redis *node_conn(struct redis *r, const char *host, int port)
+{
+    struct redis *n = redis_alloc(r->base, r->timeout_ms);
+    n->owner = r;
+    n->host = util_strdup(host);
+    n->port = port;
+    struct buf b = {0};
+    buf_printf(&b, "%s:%d (cluster node)", host, port);
+    n->addr_text = b.data;
+    n->username = r->username ? util_strdup(r->username) : NULL;
+    n->password = r->password ? util_strdup(r->password) : NULL;
+    conn_start(n);
+    return n;
+}
+
+static size_t node_find_or_add(struct redis *r, const char *host, int port)
+{
+    struct cluster *cl = r->cl;
+    for (size_t i = 0; i < cl->n_nodes; i++)
+        if (cl->nodes[i].port == port && strcmp(cl->nodes[i].host, host) == 0)
+            return i;
+    cl->nodes = realloc(cl->nodes, (cl->n_nodes + 1) * sizeof *cl->nodes);
+    if (!cl->nodes)
+        abort();
+    struct cnode *nd = &cl->nodes[cl->n_nodes];
+    nd->host = util_strdup(host);
+    nd->port = port;
+    nd->master = false;
+    nd->conn = node_conn(r, host, port);
+    redis_set_state_cb(nd->conn, on_node_state, nd->conn);
+    redis_set_error_cb(nd->conn, on_node_error, nd->conn);
+    redis_set_breaker_cb(nd->conn, on_node_breaker, nd->conn);
+    return cl->n_nodes++;
+}
+
+static void on_slots(void *arg, const struct redis_reply *rep)
+{
+    struct cluster *cl = arg;
+    struct redis *r = cl->owner;
+    if (r->freeing || r->cl != cl) /* freed with its nodes, or replaced by a reload */
+        return;
+    cl->refreshing = false;
+    size_t max = rep->type == REDIS_R_ARRAY ? rep->n_elements : 0;
+    struct slots_range *ranges = util_calloc(max ? max : 1, sizeof *ranges);
+    int n = slots_parse_map(rep, ranges, max);
+    if (n < 0) {
+        fail_log(r, rep->type == REDIS_R_ERROR && rep->str ? rep->str
+                                                           : "CLUSTER SLOTS: unexpected answer");
+        free(ranges);
+        cluster_refresh_soon(r, 1000);
+        return;
+    }
+    bool had_map = cl->n_masters > 0, new_master = false;
+    char asked_host[SLOTS_HOST_MAX + 1];
+    snprintf(asked_host, sizeof asked_host, "%s", cl->nodes[cl->asked].host);
+    memset(cl->slots, 0, sizeof cl->slots);
+    bool *was_master = util_calloc(cl->n_nodes + 1, sizeof *was_master);
+    size_t n_before = cl->n_nodes;
+    for (size_t i = 0; i < cl->n_nodes; i++) {
+        was_master[i] = cl->nodes[i].master;
+        cl->nodes[i].master = false;
+    }
+    cl->n_masters = 0;
+    for (int i = 0; i < n; i++) {
+        const char *host = ranges[i].host[0] ? ranges[i].host : asked_host;
+        size_t idx = node_find_or_add(r, host, ranges[i].port);
+        struct cnode *nd = &cl->nodes[idx];
+        if (!nd->master) {
+            nd->master = true;
+            cl->masters = realloc(cl->masters, (cl->n_masters + 1) * sizeof *cl->masters);
+            if (!cl->masters)
+                abort();
+            cl->masters[cl->n_masters++] = idx;
+            new_master = new_master || idx >= n_before || !was_master[idx];
+        }
+        for (unsigned s = ranges[i].first; s <= ranges[i].last; s++)
+            cl->slots[s] = (uint16_t)(idx + 1);
+    }
+    free(ranges);
+    free(was_master);
+    size_t covered = 0;
+    for (size_t s = 0; s < SLOTS_COUNT; s++)
+        covered += cl->slots[s] != 0;
+    if (covered < SLOTS_COUNT && !r->quiet)
+        log_warn("redis cluster: %zu of %d slots have no master", SLOTS_COUNT - covered,
+                 SLOTS_COUNT);
+    cl->map_ok = covered == SLOTS_COUNT;
+    /* A node that was not a master before took over slots: a failover (or a
+     * new master) may have lost writes its predecessor had not replicated. */
+    if (had_map && new_master) {
+        log_notice("redis cluster: a new master serves slots; %zu masters", cl->n_masters);
+        if (r->primary_cb)
+            r->primary_cb(r->primary_arg);
+    }
+    cluster_update_up(r);
+    cluster_refresh_soon(r, CLUSTER_REFRESH_MS);
+}
+
+static void cluster_refresh(struct redis *r)
+{
+    struct cluster *cl = r->cl;
+    if (cl->refreshing || r->freeing)
+        return;
+    for (size_t i = 0; i < cl->n_nodes; i++) {
+        size_t idx = (cl->asked + 1 + i) % cl->n_nodes;
+        if (!cl->nodes[idx].conn->up)
+            continue;
+        const char *argv[2] = {"CLUSTER", "SLOTS"};
+        size_t lens[2] = {7, 5};
+        cl->asked = idx;
+        cl->refreshing = true;
+        submit(cl->nodes[idx].conn, on_slots, cl, 2, argv, lens, true);
+        return;
+    }
+    cluster_refresh_soon(r, 200); /* no node is up yet: their state changes call again too */
+}
+
+static void on_refresh(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    cluster_refresh(arg);
+}
+
+static void ccmd_free(struct ccmd *c)
+{
+    for (int i = 0; i < c->argc; i++)
+        free(c->argv[i]);
+    free(c->argv);
+    free(c->lens);
+    free(c);
+}
+
+static void on_ignore(void *arg, const struct redis_reply *rep)
+{
+    (void)arg;
+    (void)rep;
+}
+
+static void on_node_reply(void *arg, const struct redis_reply *rep);
+
+/* Send c to node (SIZE_MAX: the master of its key's slot, or any master for
+ * a command without a key), after ASKING when asking. */
+static void cluster_route(struct ccmd *c, size_t node, bool asking)
+{
+    struct cluster *cl = c->r->cl;
+    if (node == SIZE_MAX) {
+        int k = slots_key_index(c->argc, (const char *const *)c->argv, c->lens);
+        if (k >= 0) {
+            node = (size_t)cl->slots[slots_of_key(c->argv[k], c->lens[k])] - 1;
+        } else {
+            for (size_t i = 0; i < cl->n_masters && node == SIZE_MAX; i++)
+                if (cl->nodes[cl->masters[i]].conn->up)
+                    node = cl->masters[i];
+        }
+    }
+    if (node >= cl->n_nodes) { /* no master known: fails on the next turn */
+        submit(c->r, on_node_reply, c, 0, NULL, NULL, false);
+        return;
+    }
+    c->node = node;
+    struct redis *n = cl->nodes[node].conn;
+    if (asking) {
+        const char *argv[1] = {"ASKING"};
+        size_t lens[1] = {6};
+        submit(n, on_ignore, NULL, 1, argv, lens, true);
+    }
+    submit(n, on_node_reply, c, c->argc, (const char **)c->argv, c->lens, c->urgent);
+}
+
+static void on_node_reply(void *arg, const struct redis_reply *rep)
+{
+    struct ccmd *c = arg;
+    struct redis *r = c->r;
+    struct slots_target t;
+    enum slots_redirect kind = SLOTS_NONE;
+    if (rep->type == REDIS_R_ERROR && rep->str && !r->freeing && r->cl &&
+        c->hops < CLUSTER_MAX_HOPS && c->node < r->cl->n_nodes)
+        kind = slots_parse_redirect(rep->str, rep->len, &t);
+    if (kind == SLOTS_NONE) {
+        c->cb(c->arg, rep);
+        ccmd_free(c);
+        return;
+    }
+    struct cluster *cl = r->cl;
+    char host[SLOTS_HOST_MAX + 1];
+    snprintf(host, sizeof host, "%s", t.host[0] ? t.host : cl->nodes[c->node].host);
+    size_t idx = node_find_or_add(r, host, t.port);
+    if (kind == SLOTS_MOVED) {
+        cl->slots[t.slot] = (uint16_t)(idx + 1);
+        cluster_refresh_soon(r, 0);
+    }
+    c->hops++;
+    cluster_route(c, idx, kind == SLOTS_ASK);
+}
+
+static void cluster_submit(struct redis *r, redis_cb cb, void *arg, int argc, const char **argv,
+                           const size_t *argvlen, bool urgent)
+{
+    struct ccmd *c = util_calloc(1, sizeof *c);
+    c->r = r;
+    c->cb = cb;
+    c->arg = arg;
+    c->argc = argc;
+    c->argv = util_calloc((size_t)argc + 1, sizeof *c->argv);
+    c->lens = util_calloc((size_t)argc + 1, sizeof *c->lens);
+    for (int i = 0; i < argc; i++) {
+        c->argv[i] = util_strndup(argv[i], argvlen[i]);
+        c->lens[i] = argvlen[i];
+    }
+    c->urgent = urgent;
+    c->node = SIZE_MAX;
+    cluster_route(c, SIZE_MAX, false);
+}
+
+/* ---- the subscriber's connection */
+
+static void cluster_sub_start(struct redis *r);
+
+static void on_cluster_sub_message(void *arg, const char *msg, size_t len)
+{
+    struct redis *r = arg;
+    if (r->sub_message)
+        r->sub_message(r->sub_arg, msg, len);
+}
+
+static void on_cluster_sub_live(void *arg, bool live)
+{
+    struct redis *r = arg;
+    struct timeval now = {0, 0};
+    if (live)
+        evtimer_del(r->cl->sub_move_ev);
+    else
+        evtimer_add(r->cl->sub_move_ev, &now); /* to the next node */
+    if (live != r->subscribed) {
+        r->subscribed = live;
+        if (r->sub_live)
+            r->sub_live(r->sub_arg, live);
+    }
+}
+
+static void on_sub_move(evutil_socket_t fd, short what, void *arg)
+{
+    struct redis *r = arg;
+    (void)fd;
+    (void)what;
+    redis_free(r->cl->sub);
+    r->cl->sub = NULL;
+    cluster_sub_start(r);
+}
+
+static void cluster_sub_start(struct redis *r)
+{
+    struct cluster *cl = r->cl;
+    size_t n = cl->n_nodes ? cl->n_nodes : 1;
+    size_t i = cl->sub_next++ % n;
+    const char *host = cl->n_nodes ? cl->nodes[i].host : r->seeds.hosts[0];
+    int port = cl->n_nodes ? cl->nodes[i].port : r->seeds.ports[0];
+    cl->sub = node_conn(r, host, port);
+    redis_subscribe(cl->sub, r->sub_channel, on_cluster_sub_message, on_cluster_sub_live, r);
+    /* A node that never confirms (down from the start) is left too. */
+    struct timeval tv = ms_tv(CLUSTER_SUB_WAIT_MS);
+    evtimer_add(cl->sub_move_ev, &tv);
+}
+
+static void cluster_resubscribe(struct redis *r)
+{
+    redis_free(r->cl->sub);
+    r->cl->sub = NULL;
+    cluster_sub_start(r);
+}
+
+static void cluster_start(struct redis *r)
+{
+    struct cluster *cl = util_calloc(1, sizeof *cl);
+    cl->owner = r;
+    r->cl = cl;
+    cl->refresh_ev = evtimer_new(r->base, on_refresh, r);
+    cl->sub_move_ev = evtimer_new(r->base, on_sub_move, r);
+    if (!cl->refresh_ev || !cl->sub_move_ev)
+        abort();
+    for (size_t i = 0; i < r->seeds.n; i++)
+        node_find_or_add(r, r->seeds.hosts[i], r->seeds.ports[i]);
+    if (r->sub_channel)
+        cluster_sub_start(r);
+}
+
+/* Node connections are freed here: their commands in flight get ERROR now
+ * (on_node_reply hands it on, r->cl no longer being this cluster). */
+static void cluster_free(struct cluster *cl)
+{
+    if (!cl)
+        return;
+    if (cl->refresh_ev)
+        event_free(cl->refresh_ev);
+    if (cl->sub_move_ev)
+        event_free(cl->sub_move_ev);
+    redis_free(cl->sub);
+    for (size_t i = 0; i < cl->n_nodes; i++) {
+        redis_free(cl->nodes[i].conn);
+        free(cl->nodes[i].host);
+    }
+    free(cl->nodes);
+    free(cl->masters);
+    free(cl);
+}
+
 /* ---- public */
+
+static void hostlist_free(struct hostlist *l)
+{
+    for (size_t i = 0; i < l->n; i++)
+        free(l->hosts[i]);
+    free(l->hosts);
+    free(l->ports);
+    memset(l, 0, sizeof *l);
+}
+
+static void hostlist_copy(struct hostlist *l, const struct config_addr *a, size_t n)
+{
+    hostlist_free(l);
+    l->n = n;
+    l->hosts = util_calloc(n ? n : 1, sizeof *l->hosts);
+    l->ports = util_calloc(n ? n : 1, sizeof *l->ports);
+    for (size_t i = 0; i < n; i++) {
+        l->hosts[i] = util_strdup(a[i].host);
+        l->ports[i] = a[i].port;
+    }
+}
+
+static bool hostlist_differs(const struct hostlist *l, const struct config_addr *a, size_t n)
+{
+    if (l->n != n)
+        return true;
+    for (size_t i = 0; i < n; i++)
+        if (strcmp(l->hosts[i], a[i].host) != 0 || l->ports[i] != a[i].port)
+            return true;
+    return false;
+}
 
 static void free_sentinels(struct redis *r)
 {
-    for (size_t i = 0; i < r->sen.n; i++)
-        free(r->sen.hosts[i]);
-    free(r->sen.hosts);
-    free(r->sen.ports);
+    hostlist_free(&r->sen.at);
     free(r->sen.name);
     free(r->sen.username);
     free_secret(r->sen.password);
-    r->sen.hosts = NULL;
-    r->sen.ports = NULL;
-    r->sen.n = 0;
     r->sen.name = r->sen.username = r->sen.password = NULL;
 }
 
-/* Whether cfg names another server (or other sentinels) than r uses. */
+/* Whether cfg names another server (other sentinels, another cluster) than
+ * r uses. */
 static bool target_differs(const struct redis *r, const struct config *cfg)
 {
-    if (cfg->n_redis_sentinels != r->sen.n)
+    if (hostlist_differs(&r->sen.at, cfg->redis_sentinels, cfg->n_redis_sentinels) ||
+        hostlist_differs(&r->seeds, cfg->redis_cluster, cfg->n_redis_cluster))
         return true;
-    if (r->sen.n) {
-        for (size_t i = 0; i < r->sen.n; i++)
-            if (strcmp(r->sen.hosts[i], cfg->redis_sentinels[i].host) != 0 ||
-                r->sen.ports[i] != cfg->redis_sentinels[i].port)
-                return true;
+    if (r->seeds.n)
+        return false;
+    if (r->sen.at.n) {
         char *user = dup_opt(cfg->sentinel_username), *pass = dup_opt(cfg->sentinel_password);
         bool differs = str_differs(r->sen.name, cfg->redis_master_name) ||
                        str_differs(user, r->sen.username) || str_differs(pass, r->sen.password);
@@ -983,24 +1449,25 @@ static void copy_target(struct redis *r, const struct config *cfg)
     free(r->username);
     free_secret(r->password);
     free_sentinels(r);
+    hostlist_free(&r->seeds);
     r->username = dup_opt(cfg->redis_username);
     r->password = dup_opt(cfg->redis_password);
+    r->is_unix = false;
+    r->host = r->path = NULL;
+    r->port = 0;
+    struct buf b = {0};
+    if (cfg->n_redis_cluster) { /* the nodes are learnt from the seeds */
+        hostlist_copy(&r->seeds, cfg->redis_cluster, cfg->n_redis_cluster);
+        buf_printf(&b, "cluster (seed %s)", cfg->redis_cluster[0].text);
+        r->addr_text = b.data;
+        return;
+    }
     if (cfg->n_redis_sentinels) { /* the primary is found by asking */
-        r->sen.n = cfg->n_redis_sentinels;
-        r->sen.hosts = util_calloc(r->sen.n, sizeof *r->sen.hosts);
-        r->sen.ports = util_calloc(r->sen.n, sizeof *r->sen.ports);
-        for (size_t i = 0; i < r->sen.n; i++) {
-            r->sen.hosts[i] = util_strdup(cfg->redis_sentinels[i].host);
-            r->sen.ports[i] = cfg->redis_sentinels[i].port;
-        }
+        hostlist_copy(&r->sen.at, cfg->redis_sentinels, cfg->n_redis_sentinels);
         r->sen.name = util_strdup(cfg->redis_master_name);
         r->sen.username = dup_opt(cfg->sentinel_username);
         r->sen.password = dup_opt(cfg->sentinel_password);
         r->sen.next = r->sen.tried = 0;
-        r->is_unix = false;
-        r->host = r->path = NULL;
-        r->port = 0;
-        struct buf b = {0};
         buf_printf(&b, "primary of %s (from the sentinels)", r->sen.name);
         r->addr_text = b.data;
         return;
@@ -1012,28 +1479,44 @@ static void copy_target(struct redis *r, const struct config *cfg)
     r->path = util_strdup(a->path);
 }
 
-struct redis *redis_new(struct event_base *base, const struct config *cfg)
+static struct redis *redis_alloc(struct event_base *base, long timeout_ms)
 {
-    const struct config_addr *a = &cfg->redis_address;
-    if (!cfg->n_redis_sentinels && (a->is_unix ? !a->path : !a->host))
-        return NULL;
     struct redis *r = util_calloc(1, sizeof *r);
     r->base = base;
-    copy_target(r, cfg);
-    r->timeout_ms = cfg->redis_timeout_ms > 0 ? cfg->redis_timeout_ms : 1;
+    r->timeout_ms = timeout_ms > 0 ? timeout_ms : 1;
     r->backoff_ms = BACKOFF_MIN_MS;
     r->connect_timer = evtimer_new(base, on_connect_timeout, r);
     r->reconnect_timer = evtimer_new(base, on_reconnect, r);
     r->reap_ev = evtimer_new(base, on_reap, r);
     r->sen.deadline = evtimer_new(base, on_sentinel_deadline, r);
-    if (!r->connect_timer || !r->reconnect_timer || !r->reap_ev || !r->sen.deadline) {
-        redis_free(r);
-        return NULL;
-    }
-    if (sentinel_mode(r))
+    if (!r->connect_timer || !r->reconnect_timer || !r->reap_ev || !r->sen.deadline)
+        abort(); /* out of memory */
+    return r;
+}
+
+static void start(struct redis *r)
+{
+    if (cluster_mode(r))
+        cluster_start(r);
+    else if (sentinel_mode(r))
         sentinel_ask(r);
     else
         conn_start(r);
+}
+
+static bool has_target(const struct config *cfg)
+{
+    const struct config_addr *a = &cfg->redis_address;
+    return cfg->n_redis_cluster || cfg->n_redis_sentinels || (a->is_unix ? a->path : a->host);
+}
+
+struct redis *redis_new(struct event_base *base, const struct config *cfg)
+{
+    if (!has_target(cfg))
+        return NULL;
+    struct redis *r = redis_alloc(base, cfg->redis_timeout_ms);
+    copy_target(r, cfg);
+    start(r);
     return r;
 }
 
@@ -1042,6 +1525,9 @@ void redis_free(struct redis *r)
     if (!r)
         return;
     r->freeing = true;
+    cluster_free(r->cl);
+    cluster_free(r->cl_dying);
+    r->cl = r->cl_dying = NULL;
     redisAsyncContext *conns[4] = {r->ac, r->dying, r->sen.ac, r->sen.dying};
     r->ac = r->dying = r->sen.ac = r->sen.dying = NULL;
     for (size_t i = 0; i < UG_ARRAY_LEN(conns); i++) {
@@ -1057,15 +1543,12 @@ void redis_free(struct redis *r)
         call_error(p->cb, p->arg, "redis client shutting down");
         free(p);
     }
-    if (r->connect_timer)
-        event_free(r->connect_timer);
-    if (r->reconnect_timer)
-        event_free(r->reconnect_timer);
-    if (r->reap_ev)
-        event_free(r->reap_ev);
-    if (r->sen.deadline)
-        event_free(r->sen.deadline);
+    event_free(r->connect_timer);
+    event_free(r->reconnect_timer);
+    event_free(r->reap_ev);
+    event_free(r->sen.deadline);
     free_sentinels(r);
+    hostlist_free(&r->seeds);
     free(r->addr_text);
     free(r->host);
     free(r->path);
@@ -1077,24 +1560,42 @@ void redis_free(struct redis *r)
 
 void redis_reconfigure(struct redis *r, const struct config *cfg)
 {
-    const struct config_addr *a = &cfg->redis_address;
     r->timeout_ms = cfg->redis_timeout_ms > 0 ? cfg->redis_timeout_ms : 1;
+    if (r->cl) {
+        for (size_t i = 0; i < r->cl->n_nodes; i++)
+            r->cl->nodes[i].conn->timeout_ms = r->timeout_ms;
+        if (r->cl->sub)
+            r->cl->sub->timeout_ms = r->timeout_ms;
+    }
     char *user = dup_opt(cfg->redis_username), *pass = dup_opt(cfg->redis_password);
     bool changed =
         target_differs(r, cfg) || str_differs(user, r->username) || str_differs(pass, r->password);
     free(user);
     free_secret(pass);
-    if (!changed || (!cfg->n_redis_sentinels && (a->is_unix ? !a->path : !a->host)))
+    if (!changed || !has_target(cfg))
         return;
     copy_target(r, cfg);
     sentinel_drop(r);
     r->sen.named = false;
     conn_drop(r);
+    if (r->cl) { /* its nodes go on the next loop turn */
+        cluster_free(r->cl_dying);
+        r->cl_dying = r->cl;
+        r->cl = NULL;
+        event_active(r->reap_ev, EV_TIMEOUT, 0);
+    }
+    set_up(r, false);
+    if (r->subscribed) { /* a cluster's subscriber went with it */
+        r->subscribed = false;
+        if (r->sub_live)
+            r->sub_live(r->sub_arg, false);
+    }
     r->backoff_ms = BACKOFF_MIN_MS;
     r->quiet = false;
-    /* Through the timer even with no delay: a new context must never be
-     * created while a dropped one may still be parked in `dying`. */
-    schedule_reconnect(r, 0);
+    if (cluster_mode(r))
+        cluster_start(r);
+    else /* through the timer: a dropped context may still be parked in `dying` */
+        schedule_reconnect(r, 0);
 }
 
 /* Queue cb for a reply. With argv NULL nothing is sent and cb gets ERROR on
@@ -1130,13 +1631,37 @@ static void submit(struct redis *r, redis_cb cb, void *arg, int argc, const char
 void redis_command(struct redis *r, redis_cb cb, void *arg, int argc, const char **argv,
                    const size_t *argvlen)
 {
-    submit(r, cb, arg, argc, argc > 0 ? argv : NULL, argvlen, false);
+    if (r->cl && argc > 0)
+        cluster_submit(r, cb, arg, argc, argv, argvlen, false);
+    else
+        submit(r, cb, arg, argc, argc > 0 ? argv : NULL, argvlen, false);
 }
 
 void redis_command_urgent(struct redis *r, redis_cb cb, void *arg, int argc, const char **argv,
                           const size_t *argvlen)
 {
-    submit(r, cb, arg, argc, argc > 0 ? argv : NULL, argvlen, true);
+    if (r->cl && argc > 0)
+        cluster_submit(r, cb, arg, argc, argv, argvlen, true);
+    else
+        submit(r, cb, arg, argc, argc > 0 ? argv : NULL, argvlen, true);
+}
+
+size_t redis_shards(const struct redis *r)
+{
+    return r->cl ? r->cl->n_masters : 1;
+}
+
+void redis_command_shard(struct redis *r, size_t shard, redis_cb cb, void *arg, int argc,
+                         const char **argv, const size_t *argvlen)
+{
+    if (!r->cl) {
+        redis_command(r, cb, arg, argc, argv, argvlen);
+        return;
+    }
+    struct cluster *cl = r->cl;
+    /* The map may have shrunk since the caller counted: then it fails. */
+    struct redis *n = shard < cl->n_masters ? cl->nodes[cl->masters[shard]].conn : r;
+    submit(n, cb, arg, argc, n == r ? NULL : argv, argvlen, false);
 }
 
 void redis_call_soon(struct redis *r, redis_cb cb, void *arg)

@@ -1,5 +1,6 @@
 /* redis: the only file that includes hiredis. One async connection per worker
- * on the worker's event base (hiredis's libevent adapter), with usergate's own
+ * on the worker's event base (hiredis's libevent adapter; with Redis Cluster
+ * one per node, commands routed by hash slot), with usergate's own
  * deadline timer on every command (hiredis 0.14 has none), connect timeout,
  * reconnect with exponential backoff, and AUTH/ACL. Keys are passed as
  * separate binary-safe arguments (argv/argvlen), never formatted into strings. */
@@ -90,6 +91,14 @@ void redis_set_primary_cb(struct redis *r, void (*cb)(void *arg), void *arg);
 void redis_subscribe(struct redis *r, const char *channel,
                      void (*on_message)(void *arg, const char *msg, size_t len),
                      void (*on_live)(void *arg, bool live), void *arg);
+
+/* How many shards a whole-keyspace command (SCAN) must visit: the masters of
+ * a Redis Cluster, else 1. Changes when the cluster's map does. */
+size_t redis_shards(const struct redis *r);
+/* redis_command to shard i (0 <= i < redis_shards), for commands without a
+ * key; outside a cluster the same as redis_command. */
+void redis_command_shard(struct redis *r, size_t shard, redis_cb cb, void *arg, int argc,
+                         const char **argv, const size_t *argvlen);
 
 /* Call cb with a REDIS_R_ERROR reply on the next loop turn without sending
  * anything: lets layers above keep their own "never called back from inside

@@ -66,22 +66,26 @@ _EPHEMERAL_LOW = _ephemeral_low()
 _handed_out = set()
 
 
-def free_port():
+def free_port(offset=None):
     """A loopback port to listen on, below the kernel's ephemeral range: the
     suite opens thousands of client connections (hostile and slowloris
     tests), and a port handed out from that range can meanwhile be some
-    connection's local port, making the listener fail with EADDRINUSE."""
+    connection's local port, making the listener fail with EADDRINUSE.
+    offset: port + offset must be free too (a cluster node's bus port)."""
     import random
+    top = max(10001, _EPHEMERAL_LOW - (offset or 0))
     for _ in range(1000):
-        port = random.randrange(10000, max(10001, _EPHEMERAL_LOW))
-        if port in _handed_out:
+        port = random.randrange(10000, top)
+        pair = [port] + ([port + offset] if offset else [])
+        if any(p in _handed_out for p in pair):
             continue
-        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-            try:
-                s.bind(("127.0.0.1", port))
-            except OSError:
-                continue
-        _handed_out.add(port)
+        try:
+            for p in pair:
+                with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+                    s.bind(("127.0.0.1", p))
+        except OSError:
+            continue
+        _handed_out.update(pair)
         return port
     raise RuntimeError("no free loopback port below %d" % _EPHEMERAL_LOW)
 
@@ -658,6 +662,105 @@ def sentinel_set(tmp_path, request):
     sentinels.stop()
     replica.stop()
     primary.stop()
+
+
+# --------------------------------------------------------------------------- Redis Cluster
+
+REDIS_CLI = os.environ.get("REDIS_CLI") or shutil.which("redis-cli") or "redis-cli"
+
+
+class RedisCluster:
+    """Six cluster-enabled redis-servers made into three masters with a
+    replica each by `redis-cli --cluster create`; node timeout 1 s."""
+
+    def __init__(self, workdir, masters=3, replicas=1):
+        self.nodes = []
+        for i in range(masters * (1 + replicas)):
+            d = os.path.join(workdir, "node%d" % i)
+            node = RedisServer(REDIS_SERVER, d, args=[
+                "--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf",
+                "--cluster-node-timeout", "1000",
+                # A replica may take over however long ago it last heard
+                # its master (the test kills masters at any moment).
+                "--cluster-replica-validity-factor", "0"])
+            node.port = free_port(offset=10000)  # and the cluster bus on port + 10000
+            self.nodes.append(node)
+        for n in self.nodes:
+            n.start()
+        self.cli("--cluster", "create", *["127.0.0.1:%d" % n.port for n in self.nodes],
+                 "--cluster-replicas", str(replicas), "--cluster-yes")
+        self.wait_ok()
+
+    def cli(self, *args, timeout=120):
+        r = subprocess.run([REDIS_CLI] + list(args), stdin=subprocess.DEVNULL,
+                           capture_output=True, text=True, timeout=timeout)
+        assert r.returncode == 0, (args, r.stdout[-3000:], r.stderr[-3000:])
+        return r.stdout
+
+    def live(self):
+        return [n for n in self.nodes if n.proc is not None]
+
+    def topology(self):
+        """{node id: (RedisServer, role, [slot ranges])} as a live node sees it."""
+        text = self.live()[0].cmd("CLUSTER", "NODES").decode()
+        by_port = {n.port: n for n in self.nodes}
+        out = {}
+        for line in text.splitlines():
+            f = line.split()
+            port = int(f[1].split("@")[0].rsplit(":", 1)[1])
+            role = "master" if "master" in f[2] else "replica"
+            if "fail" in f[2]:
+                role += ",fail"
+            out[f[0]] = (by_port.get(port), role, f[8:])
+        return out
+
+    def masters(self):
+        return [(nid, srv) for nid, (srv, role, slots) in self.topology().items()
+                if role == "master" and slots]
+
+    def wait_ok(self, timeout=60):
+        def ok():
+            try:
+                for n in self.live():
+                    info = n.cmd("CLUSTER", "INFO").decode()
+                    if "cluster_state:ok" not in info:
+                        return False
+                return len(self.masters()) >= 3
+            except (OSError, RuntimeError, ConnectionError):
+                return False
+        wait_until(ok, timeout=timeout, interval=0.1, what="the cluster to be ok")
+
+    def master_of(self, key):
+        slot = self.live()[0].cmd("CLUSTER", "KEYSLOT", key)
+        for nid, (srv, role, ranges) in self.topology().items():
+            if not role.startswith("master"):
+                continue
+            for rg in ranges:
+                if rg.startswith("["):
+                    continue
+                a, _, b = rg.partition("-")
+                if int(a) <= slot <= int(b or a):
+                    return nid, srv
+        return None, None
+
+    def reshard(self, src_id, dst_id, slots):
+        self.cli("--cluster", "reshard", "127.0.0.1:%d" % self.live()[0].port, "--cluster-from",
+                 src_id, "--cluster-to", dst_id, "--cluster-slots", str(slots), "--cluster-yes",
+                 timeout=300)
+
+    def seeds(self, n=2):
+        return ", ".join("127.0.0.1:%d" % s.port for s in self.live()[:n])
+
+    def stop(self):
+        for n in self.nodes:
+            n.stop()
+
+
+@pytest.fixture
+def redis_cluster(tmp_path):
+    c = RedisCluster(str(tmp_path / "cluster"))
+    yield c
+    c.stop()
 
 
 # --------------------------------------------------------------------------- gateway
