@@ -544,13 +544,66 @@ end
         finally:
             SERVER_CPU, CLIENT_CPU = saved
 
+    def cluster(self):
+        """Hits by identity and by SID, on a three-master Redis Cluster and on
+        one Redis: on a cluster a SID costs a second round trip (its alias
+        lives in the SID's slot, the user's keys in the identity's slot)."""
+        print("== Redis Cluster: three masters (pinned with the server) against one Redis",
+              flush=True)
+        ports = []
+        while len(ports) < 3:
+            p = free_port()
+            if p + 10000 < 65536 and p not in ports:
+                try:
+                    with socket.socket() as s:
+                        s.bind(("127.0.0.1", p + 10000))
+                    ports.append(p)
+                except OSError:
+                    pass
+        for p in ports:
+            d = os.path.join(self.work, "cluster-%d" % p)
+            os.makedirs(d)
+            self.p.start(pinned(SERVER_CPU, [
+                "redis-server", "--port", str(p), "--bind", "127.0.0.1", "--save", "",
+                "--appendonly", "no", "--dir", d, "--cluster-enabled", "yes"]))
+        for p in ports:
+            wait_port(p)
+        subprocess.run(["redis-cli", "--cluster", "create"] + ["127.0.0.1:%d" % p for p in ports]
+                       + ["--cluster-yes"], check=True, capture_output=True)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            out = subprocess.run(["redis-cli", "-p", str(ports[0]), "CLUSTER", "INFO"],
+                                 capture_output=True, text=True).stdout
+            if "cluster_state:ok" in out:
+                break
+            time.sleep(0.2)
+        sid = json.loads(self.body)["sid"]
+        paths = {"identity": PATH, "SID": "/v1/Services/%s/Users/%s" % (SERVICE, sid)}
+        res = {}
+        for mode, extra in (("one Redis", ""), ("cluster", "[redis]\ncluster = %s\n" % ", ".join(
+                "127.0.0.1:%d" % p for p in ports))):
+            proc, port, _ = self.usergate(extra=extra)
+            for by, path in paths.items():
+                for _ in range(2):
+                    get(port, path, {"Authorization": AUTH})
+                r = wrk("http://127.0.0.1:%d%s" % (port, path), "Authorization: " + AUTH)
+                res[mode, by] = r
+                self.row("usergate hit by %s, %s" % (by, mode), r)
+            self.p.stop(proc)
+        for by in paths:
+            print("%-56s %.2fx" % ("cluster / one Redis, hit by %s" % by,
+                                   res["cluster", by]["rps"] / res["one Redis", by]["rps"]))
+        for mode in ("one Redis", "cluster"):
+            print("%-56s %.2fx" % ("by SID / by identity, %s" % mode,
+                                   res[mode, "SID"]["rps"] / res[mode, "identity"]["rps"]))
+
     def close(self):
         self.p.stop_all()
         shutil.rmtree(self.work, ignore_errors=True)
 
 
 def main():
-    what = sys.argv[1:] or ["hits", "miss", "idle", "scaling", "profile"]
+    what = sys.argv[1:] or ["hits", "miss", "idle", "scaling", "profile", "cluster"]
     b = Bench()
     try:
         b.setup()
@@ -568,6 +621,8 @@ def main():
             b.scaling()
         if "profile" in what:
             b.profile()
+        if "cluster" in what:
+            b.cluster()
     finally:
         b.close()
 

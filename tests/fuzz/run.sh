@@ -23,9 +23,10 @@ declare -A extra=(
     [auth]="$src/auth.c $src/util.c"
     [config]="$src/config.c $src/auth.c $src/log.c $pure"
     [webhook]="$src/events.c $src/signature.c $src/twilio.c $src/util.c"
+    [slots]="$src/slots.c $src/util.c"
 )
 names=("$@")
-[ ${#names[@]} -eq 0 ] && names=(http1 route pct form entry auth config webhook)
+[ ${#names[@]} -eq 0 ] && names=(http1 route pct form entry auth config webhook slots)
 libs="$(pkg-config --libs libcjson inih libcrypto) -lhttp_parser"
 cflags="-g -O1 -fno-omit-frame-pointer -fsanitize=fuzzer,address,undefined \
     -fno-sanitize-recover=undefined -I$src $(pkg-config --cflags libcjson inih)"

@@ -118,7 +118,7 @@ class Op:
 
 class History:
     def __init__(self, gateways, mock, redis, seed, duration, threads=8, faults=True,
-                 outside_writer=True, local=False, sentinels=None):
+                 outside_writer=True, local=False, sentinels=None, cluster=None):
         self.gws = gateways
         self.mock = mock
         self.redis = redis
@@ -134,8 +134,10 @@ class History:
         self.redis_faults = []  # (t0, t1)
         self.outside_writer = outside_writer
         self.local = local  # local tiers on: pub/sub losses among the faults, LOCAL_SLACK_S
-        # Sentinel-managed Redis: failovers instead of kills and stalls.
+        # Sentinel-managed Redis: failovers instead of kills and stalls; a
+        # Redis Cluster: reshardings.
         self.sentinels = sentinels
+        self.cluster = cluster
         self.outside = []  # (seq, identity, sid, token, applied at)
         self.t_start = None
         # Odd seeds: few users, many writes (races between fetches and
@@ -238,6 +240,7 @@ class History:
         while time.monotonic() < deadline - 1:
             time.sleep(rng.uniform(0.05, 0.3))
             redis_faults = (["redis_failover"] * 2 if self.sentinels
+                            else ["redis_reshard"] * 2 if self.cluster
                             else ["redis_kill", "redis_stall"])
             what = rng.choice(["slow", "5xx", "429", "late_answer", "late_apply", "sighup",
                                "none"] + redis_faults + (["sub_kill"] * 2 if self.local else []))
@@ -264,6 +267,12 @@ class History:
                     self.sentinels.failover()
                 except (AssertionError, RuntimeError):  # one still in progress
                     what = "redis_failover_refused"
+            elif what == "redis_reshard":  # slots (and their keys) move between masters
+                (src, _), (dst, _) = rng.sample(self.cluster.masters(), 2)
+                try:
+                    self.cluster.reshard(src, dst, rng.randint(50, 600))
+                except AssertionError:  # e.g. src has fewer slots left
+                    what = "redis_reshard_refused"
             elif what == "redis_stall":
                 self.redis.pause()
                 time.sleep(rng.uniform(0.2, 0.6))
@@ -272,8 +281,11 @@ class History:
                 rng.choice(self.gws).proc.send_signal(signal.SIGHUP)
             elif what == "sub_kill":  # the local tiers' invalidation subscriptions drop
                 try:
-                    port = self.sentinels.primary_port() if self.sentinels else self.redis.port
-                    redis_command(port, "CLIENT", "KILL", "TYPE", "pubsub")
+                    ports = ([n.port for n in self.cluster.live()] if self.cluster
+                             else [self.sentinels.primary_port()] if self.sentinels
+                             else [self.redis.port])
+                    for port in ports:
+                        redis_command(port, "CLIENT", "KILL", "TYPE", "pubsub")
                 except Exception:  # noqa: BLE001 - Redis may be down from another fault
                     pass
             t1 = time.monotonic()

@@ -4,10 +4,12 @@ hash tags; fetch, create, update, delete and purge work across them; a
 resharding under load and a master's death cost no client request and no
 stale read."""
 
+import signal
 import threading
 import time
 
-from conftest import (KEY_PREFIX, SLOW, closed_port, fetch, q, user_key, user_path, wait_until)
+from conftest import (KEY_PREFIX, SLOW, closed_port, fetch, q, render_config, user_key, user_path,
+                      wait_until)
 
 # After a master dies: its replica is promoted within the node timeout (1 s)
 # plus the election; usergate notices at its next map refresh (at once when
@@ -187,3 +189,39 @@ def test_master_killed_fail_open_then_recovery(gateway_factory, mock, redis_clus
                    timeout=RECOVER_BOUND_S, interval=0.2, what="hits again")
         wait_until(lambda: gw.metrics().get_value("usergate_invalidations_pending") == 0,
                    timeout=RECOVER_BOUND_S, interval=0.2, what="no invalidation left queued")
+
+
+def test_reload_moves_between_address_and_cluster(gateway_factory, mock, redis, redis_cluster):
+    """SIGHUP from a plain address to a cluster and back: requests and the
+    local tier's subscription move, and nothing crashes or leaks (ASan)."""
+    local = {"cache": {"local_entries": "1000", "local_ttl": "60"}}
+    gw = gateway_factory(local)
+    ref = start(gateway_factory, mock, redis_cluster, n=1)[0]
+    path = user_path("v1s", q(IDENTS[5]))
+
+    def reload(redis_section):
+        sections = gw.sections
+        sections["redis"] = {k: v for k, v in dict(sections["redis"], **redis_section).items()
+                             if v is not None}
+        with open(gw.conf, "w") as f:
+            f.write(render_config(sections))
+        n = gw.stderr().count("configuration reloaded")
+        gw.proc.send_signal(signal.SIGHUP)
+        wait_until(lambda: gw.stderr().count("configuration reloaded") > n, what="reload")
+        wait_until(lambda: up(gw) and local_up(gw), timeout=20, what="up after the reload")
+
+    def local_up(g):
+        return g.metrics().get_value("usergate_local_up") == 1
+
+    reload({"cluster": redis_cluster.seeds()})
+    fetch(gw, path)
+    fetch(gw, path)
+    fetch(gw, path, expect_cache="HIT")
+    assert any(entry_keys(redis_cluster).values())
+    # A write through the other instance reaches this one's local tier.
+    assert ref.post(path, {"FriendlyName": "through-ref"}).status == 200
+    wait_until(lambda: fetch(gw, path).json["friendly_name"] == "through-ref", timeout=2,
+               what="the local copy evicted through the cluster's pub/sub")
+    reload({"cluster": None})
+    fetch(gw, path)
+    assert redis.keys(KEY_PREFIX + "u:*"), "back on the plain address"

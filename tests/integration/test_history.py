@@ -43,6 +43,18 @@ def test_history_through_sentinel_failovers(gateway_factory, mock, sentinel_set)
     check(gws, h, True)
 
 
+def test_history_on_a_cluster(gateway_factory, mock, redis_cluster):
+    """Redis Cluster (three masters), with local tiers: reshardings among the
+    faults, keys moving while they are read and written."""
+    seed = SEEDS[0] + 9
+    settings = merge_sections(gateway_settings(seed, True), {"redis": {
+        "cluster": redis_cluster.seeds()}})
+    gws = [gateway_factory(settings), gateway_factory(settings)]
+    h = History(gws, mock, None, seed, SECONDS, local=True, cluster=redis_cluster).run()
+    assert any(w == "redis_reshard" for _, _, w in h.fault_log), h.fault_log
+    check(gws, h, True)
+
+
 def check(gws, h, local):
     print(h.summary())
     bad = h.check()
