@@ -193,7 +193,8 @@ static void set_up(struct redis *r, bool up)
     if (r->up == up)
         return;
     r->up = up;
-    if (!up && r->subscribed) {
+    /* A cluster's subscription has a connection of its own. */
+    if (!up && r->subscribed && !cluster_mode(r)) {
         r->subscribed = false;
         if (r->sub_live && !r->freeing)
             r->sub_live(r->sub_arg, false);
@@ -1525,9 +1526,12 @@ void redis_free(struct redis *r)
     if (!r)
         return;
     r->freeing = true;
-    cluster_free(r->cl);
-    cluster_free(r->cl_dying);
+    /* Detached first: a callback run by a node's teardown that sends again
+     * must fail at once, not reach a node being freed. */
+    struct cluster *cl = r->cl, *cl_dying = r->cl_dying;
     r->cl = r->cl_dying = NULL;
+    cluster_free(cl);
+    cluster_free(cl_dying);
     redisAsyncContext *conns[4] = {r->ac, r->dying, r->sen.ac, r->sen.dying};
     r->ac = r->dying = r->sen.ac = r->sen.dying = NULL;
     for (size_t i = 0; i < UG_ARRAY_LEN(conns); i++) {

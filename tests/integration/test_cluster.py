@@ -225,3 +225,27 @@ def test_reload_moves_between_address_and_cluster(gateway_factory, mock, redis, 
     reload({"cluster": None})
     fetch(gw, path)
     assert redis.keys(KEY_PREFIX + "u:*"), "back on the plain address"
+
+
+def test_local_tier_survives_a_master_failover(gateway_factory, mock, redis_cluster):
+    """The local tier listens on one node of its own; a master dying elsewhere
+    must not leave it switched off once the cluster is whole again."""
+    local = {"cache": {"local_entries": "1000", "local_ttl": "60"}}
+    gw = start(gateway_factory, mock, redis_cluster, n=1, extra=local)[0]
+    wait_until(lambda: gw.metrics().get_value("usergate_local_up") == 1, timeout=20,
+               what="local tier subscribed")
+    sub_ports = {n.port for n in redis_cluster.live()
+                 if n.cmd("CLIENT", "LIST", "TYPE", "pubsub").strip()}
+    assert len(sub_ports) == 1, sub_ports
+    victims = [(nid, srv) for nid, srv in redis_cluster.masters() if srv.port not in sub_ports]
+    nid, victim = victims[0]
+    victim.kill()
+    wait_until(lambda: up(gw) and nid not in [m for m, _ in redis_cluster.masters()],
+               timeout=RECOVER_BOUND_S, interval=0.2, what="the cluster whole again")
+    wait_until(lambda: gw.metrics().get_value("usergate_local_up") == 1, timeout=RECOVER_BOUND_S,
+               what="the local tier on again")
+    path = user_path("v1s", q(IDENTS[7]))
+    before = gw.metrics().get_value("usergate_local_hits_total")
+    wait_until(lambda: fetch(gw, path).xcache == "HIT" and
+               gw.metrics().get_value("usergate_local_hits_total") > before,
+               timeout=RECOVER_BOUND_S, interval=0.2, what="local hits again")
