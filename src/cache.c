@@ -864,9 +864,18 @@ static void on_primary_changed(void *arg)
     struct cache *c = arg;
     if (c->metrics)
         metrics_inc(c->metrics, MCOUNT_REDIS_PRIMARY_CHANGES);
+    /* Invalidations still queued (the old primary died under them) go now,
+     * not at their back-off: other instances read the new primary already. */
+    int64_t now = util_now_ms();
+    for (struct pending *p = c->pending; p; p = p->next)
+        if (p->bypass && p->due_ms > now) {
+            p->due_ms = now;
+            p->backoff_ms = RETRY_MIN_MS;
+        }
+    arm_timer(c);
     if (!c->cfg)
         return;
-    int64_t now = util_now_ms(), since = now - (int64_t)c->cfg->failover_replay * 1000;
+    int64_t since = now - (int64_t)c->cfg->failover_replay * 1000;
     size_t n = 0;
     for (size_t i = 0; i < c->n_recent; i++) {
         const struct recent *e = &c->recent[(c->recent_head + i) % c->recent_cap];

@@ -1041,8 +1041,10 @@ static void cluster_update_up(struct redis *r)
 
 static void cluster_refresh_soon(struct redis *r, long ms)
 {
+    /* Sooner than the periodic refresh replaces it; the periodic one only
+     * waits for nothing else to be pending. */
     struct timeval tv = ms_tv(ms);
-    if (!r->freeing && (ms == 0 || !evtimer_pending(r->cl->refresh_ev, NULL)))
+    if (!r->freeing && (ms < CLUSTER_REFRESH_MS || !evtimer_pending(r->cl->refresh_ev, NULL)))
         evtimer_add(r->cl->refresh_ev, &tv);
 }
 

@@ -240,7 +240,8 @@ class History:
         while time.monotonic() < deadline - 1:
             time.sleep(rng.uniform(0.05, 0.3))
             redis_faults = (["redis_failover"] * 2 if self.sentinels
-                            else ["redis_reshard"] * 2 if self.cluster
+                            else ["redis_reshard", "redis_reshard", "redis_kill_master"]
+                            if self.cluster
                             else ["redis_kill", "redis_stall"])
             what = rng.choice(["slow", "5xx", "429", "late_answer", "late_apply", "sighup",
                                "none"] + redis_faults + (["sub_kill"] * 2 if self.local else []))
@@ -273,6 +274,11 @@ class History:
                     self.cluster.reshard(src, dst, rng.randint(50, 600))
                 except AssertionError:  # e.g. src has fewer slots left
                     what = "redis_reshard_refused"
+            elif what == "redis_kill_master":  # its replica takes over; it comes back as one
+                _, victim = rng.choice(self.cluster.masters())
+                victim.kill()
+                time.sleep(rng.uniform(2.0, 4.0))
+                victim.start()
             elif what == "redis_stall":
                 self.redis.pause()
                 time.sleep(rng.uniform(0.2, 0.6))

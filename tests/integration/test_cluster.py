@@ -16,6 +16,9 @@ from conftest import (KEY_PREFIX, SLOW, closed_port, fetch, q, render_config, us
 # a connection drops, else within 5 s). Generous for slow machines.
 RECOVER_BOUND_S = 60.0 if SLOW else 20.0
 IDENTS = ["user-%02d" % i for i in range(24)]
+# A queued invalidation lands on the new master within this of usergate
+# seeing it (sent at once then; a few Redis timeouts of slack).
+RETRY_LAND_S = 4.0 if SLOW else 1.0
 
 
 def cluster_sections(cluster, **redis):
@@ -129,13 +132,15 @@ class Load:
             a, b = self.gws[n % 2], self.gws[(n + 1) % 2]
             name = "w%d" % n
             try:
+                t0 = time.monotonic()
                 r = a.post(user_path("v1s", q(ident)), {"FriendlyName": name}, timeout=10)
                 self.record(r, "write " + ident)
                 if r.status == 200:
                     got = b.get(user_path("v2", q(ident)), timeout=10)
                     self.record(got, "read-back " + ident)
                     if got.status == 200 and got.json["friendly_name"] != name:
-                        self.stale.append((ident, name, got.json["friendly_name"], got.xcache))
+                        self.stale.append((ident, name, got.json["friendly_name"], got.xcache,
+                                           t0, time.monotonic()))
             except OSError as e:
                 self.failures.append(("write " + ident, repr(e)))
             time.sleep(0.02)
@@ -176,11 +181,19 @@ def test_master_killed_fail_open_then_recovery(gateway_factory, mock, redis_clus
     wait_until(lambda: all(up(gw) for gw in gws) and nid not in
                [m for m, _ in redis_cluster.masters()], timeout=RECOVER_BOUND_S, interval=0.2,
                what="a replica promoted and both instances up again")
-    took = time.monotonic() - t_kill
+    t_up = time.monotonic()
+    took = t_up - t_kill
     time.sleep(1.0)
     load.stop()
     assert load.failures == [], load.failures[:5]
-    assert load.stale == [], load.stale[:5]
+    # README's guarantee 4: a write whose invalidation met the dead master is
+    # queued (its own instance bypasses the cache for the user); another
+    # instance may read the older state from the promoted replica until the
+    # retry lands, which usergate sends as soon as it sees the new master.
+    # Only writes made while the master was down may be read stale, and only
+    # until shortly after both instances saw the cluster whole again.
+    late = [s for s in load.stale if s[4] < t_kill or s[5] > t_up + RETRY_LAND_S]
+    assert late == [], late[:5]
     print("both instances on the promoted replica %.2f s after the kill" % took)
     # Hits resume for the users of the dead master's slots, once the
     # invalidations queued during the outage landed (retry back-off <= 5 s).

@@ -44,8 +44,9 @@ def test_history_through_sentinel_failovers(gateway_factory, mock, sentinel_set)
 
 
 def test_history_on_a_cluster(gateway_factory, mock, redis_cluster):
-    """Redis Cluster (three masters), with local tiers: reshardings among the
-    faults, keys moving while they are read and written."""
+    """Redis Cluster (three masters with replicas), with local tiers:
+    reshardings and master kills among the faults, keys moving while they are
+    read and written."""
     seed = SEEDS[0] + 9
     settings = merge_sections(gateway_settings(seed, True), {"redis": {
         "cluster": redis_cluster.seeds()}})
