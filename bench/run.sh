@@ -5,7 +5,7 @@
 # nginx (return, static file, proxy_cache) and Varnish with the server side
 # pinned to one CPU and wrk to the other, the miss path, 10,000 idle
 # keep-alive connections, and instructions and allocations per hit.
-# Usage: bench/run.sh [hits] [miss] [idle] [profile]   (default: all)
+# Usage: bench/run.sh [hits] [miss] [idle] [scaling] [profile] [cluster]   (default: all)
 # Environment: BENCH_SECONDS (10), BENCH_CONNECTIONS (64), BENCH_SERVER_CPU
 # (0), BENCH_CLIENT_CPU (1), USERGATE_BIN (a prebuilt binary).
 set -euo pipefail
