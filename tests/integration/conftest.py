@@ -673,16 +673,18 @@ class RedisCluster:
     """Six cluster-enabled redis-servers made into three masters with a
     replica each by `redis-cli --cluster create`; node timeout 1 s."""
 
-    def __init__(self, workdir, masters=3, replicas=1):
+    def __init__(self, workdir, masters=3, replicas=1, password=None):
         self.nodes = []
+        self.password = password
+        auth = ["--requirepass", password, "--masterauth", password] if password else []
         for i in range(masters * (1 + replicas)):
             d = os.path.join(workdir, "node%d" % i)
-            node = RedisServer(REDIS_SERVER, d, args=[
+            node = RedisServer(REDIS_SERVER, d, password=password, args=[
                 "--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf",
                 "--cluster-node-timeout", "1000",
                 # A replica may take over however long ago it last heard
                 # its master (the test kills masters at any moment).
-                "--cluster-replica-validity-factor", "0"])
+                "--cluster-replica-validity-factor", "0"] + auth)
             node.port = free_port(offset=10000)  # and the cluster bus on port + 10000
             self.nodes.append(node)
         for n in self.nodes:
@@ -692,7 +694,8 @@ class RedisCluster:
         self.wait_ok()
 
     def cli(self, *args, timeout=120):
-        r = subprocess.run([REDIS_CLI] + list(args), stdin=subprocess.DEVNULL,
+        env = dict(os.environ, REDISCLI_AUTH=self.password) if self.password else None
+        r = subprocess.run([REDIS_CLI] + list(args), stdin=subprocess.DEVNULL, env=env,
                            capture_output=True, text=True, timeout=timeout)
         assert r.returncode == 0, (args, r.stdout[-3000:], r.stderr[-3000:])
         return r.stdout
@@ -757,8 +760,10 @@ class RedisCluster:
 
 
 @pytest.fixture
-def redis_cluster(tmp_path):
-    c = RedisCluster(str(tmp_path / "cluster"))
+def redis_cluster(tmp_path, request):
+    """Three masters with a replica each; with AUTH on every node when
+    parametrized indirectly with a password."""
+    c = RedisCluster(str(tmp_path / "cluster"), password=getattr(request, "param", None))
     yield c
     c.stop()
 

@@ -8,6 +8,8 @@ import signal
 import threading
 import time
 
+import pytest
+
 from conftest import (KEY_PREFIX, SLOW, closed_port, fetch, q, render_config, user_key, user_path,
                       wait_until)
 
@@ -262,3 +264,18 @@ def test_local_tier_survives_a_master_failover(gateway_factory, mock, redis_clus
     wait_until(lambda: fetch(gw, path).xcache == "HIT" and
                gw.metrics().get_value("usergate_local_hits_total") > before,
                timeout=RECOVER_BOUND_S, interval=0.2, what="local hits again")
+
+
+@pytest.mark.parametrize("redis_cluster", ["cluster-secret-1"], indirect=True)
+def test_auth_on_every_node(gateway_factory, mock, redis_cluster):
+    """requirepass on every node: usergate authenticates each node connection
+    it opens, the ones the map names later included."""
+    gw = start(gateway_factory, mock, redis_cluster, n=1,
+               extra={"redis": {"cluster": redis_cluster.seeds(1),
+                                "address": "127.0.0.1:%d" % closed_port(),
+                                "password": "cluster-secret-1"}})[0]
+    for ident in IDENTS:
+        fetch(gw, user_path("v1s", q(ident)))
+        fetch(gw, user_path("v1s", q(ident)), expect_cache="HIT")
+    assert len([k for k in entry_keys(redis_cluster).values() if k]) == 3
+    assert "cluster-secret-1" not in gw.stderr()
