@@ -232,6 +232,7 @@ struct lookup {
     uint64_t local_epoch;
     long local_ttl_ms;
     struct buf local_env;      /* a local hit's envelope (copied: delivered later) */
+    struct entry local_entry;  /* decoded, pointing into local_env */
     struct lookup *local_next; /* in c->deliver_head */
 };
 
@@ -406,7 +407,15 @@ static bool local_lookup(struct cache *c, struct lookup *st, const struct cache_
     memcpy(s->ver, e.ver, e.ver_len);
     s->ver[e.ver_len] = '\0';
     s->known = true;
+    size_t off = st->local_env.len;
     buf_append(&st->local_env, v, vlen);
+    /* Decoded once: the same fields, moved into the copy. */
+    const char *base = st->local_env.data + off;
+    e.ver = base + (e.ver - v);
+    e.sid = base + (e.sid - v);
+    e.identity = base + (e.identity - v);
+    e.body = base + (e.body - v);
+    st->local_entry = e;
     st->local_next = NULL;
     if (c->deliver_tail)
         c->deliver_tail->local_next = st;
@@ -426,13 +435,9 @@ static void deliver_local(evutil_socket_t fd, short what, void *arg)
     c->deliver_head = c->deliver_tail = NULL;
     while (st) {
         struct lookup *next = st->local_next;
-        struct entry e;
         if (c->metrics)
             metrics_inc(c->metrics, MCOUNT_LOCAL_HITS);
-        if (entry_decode(st->local_env.data, st->local_env.len, &e) == 0)
-            lookup_finish(st, CACHE_FOUND, &e);
-        else
-            lookup_finish(st, CACHE_ERROR, NULL);
+        lookup_finish(st, CACHE_FOUND, &st->local_entry);
         st = next;
     }
 }

@@ -49,10 +49,17 @@ void http1_msg_free(struct http1_msg *m)
     memset(m, 0, sizeof *m);
 }
 
+/* The first letter first: most names differ there, and this runs a dozen
+ * times per request. name is given capitalized or lower case. */
+static bool name_is(const struct http1_header *h, const char *name)
+{
+    return (h->name[0] | 0x20) == (name[0] | 0x20) && strcasecmp(h->name, name) == 0;
+}
+
 const char *http1_msg_header(const struct http1_msg *m, const char *name)
 {
     for (size_t i = 0; i < m->n_headers; i++)
-        if (strcasecmp(m->headers[i].name, name) == 0)
+        if (name_is(&m->headers[i], name))
             return m->headers[i].value;
     return NULL;
 }
@@ -195,11 +202,13 @@ static int cb_headers_complete(http_parser *hp)
         return fail(p, HTTP1_UNSUPPORTED);
     size_t hosts = 0;
     for (size_t i = 0; i < m->n_headers; i++) {
-        if (strcasecmp(m->headers[i].name, "Host") == 0)
+        const struct http1_header *h = &m->headers[i];
+        bool te = name_is(h, "Transfer-Encoding");
+        if (name_is(h, "Host"))
             hosts++;
         /* RFC 9112 6.1: an HTTP/1.0 message with Transfer-Encoding has
          * faulty framing: answer it, then close. */
-        if (hp->http_minor == 0 && strcasecmp(m->headers[i].name, "Transfer-Encoding") == 0)
+        if (hp->http_minor == 0 && te)
             p->force_close = true;
         /* Debian builds http-parser non-strict, which lets whitespace into
          * field names ("Content-Length : 5"); RFC 9112 says reject. */
@@ -207,8 +216,7 @@ static int cb_headers_complete(http_parser *hp)
             return fail(p, HTTP1_BAD_REQUEST);
         /* http-parser treats "gzip, chunked" as chunked; the body would still
          * be compressed, so accept only plain chunked. */
-        if (strcasecmp(m->headers[i].name, "Transfer-Encoding") == 0 &&
-            strcasecmp(m->headers[i].value, "chunked") != 0)
+        if (te && strcasecmp(h->value, "chunked") != 0)
             return fail(p, HTTP1_UNSUPPORTED);
     }
     /* RFC 9112 3.2: exactly one Host in HTTP/1.1, at most one in 1.0. */
