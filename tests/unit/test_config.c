@@ -853,11 +853,15 @@ static void copy_with_mode(const char *src, const char *dir, const char *name, m
 {
     FILE *in = fopen(src, "r");
     assert_non_null(in);
-    char text[8192];
-    size_t n = fread(text, 1, sizeof text - 1, in);
-    text[n] = '\0';
+    struct buf text = {0};
+    char chunk[4096];
+    size_t n;
+    while ((n = fread(chunk, 1, sizeof chunk, in)) > 0)
+        buf_append(&text, chunk, n);
     fclose(in);
-    write_file(dir, name, text);
+    assert_non_null(text.data);
+    write_file(dir, name, text.data);
+    buf_free(&text);
     snprintf(out, outlen, "%s/%s", dir, name);
     assert_int_equal(chmod(out, mode), 0);
 }
