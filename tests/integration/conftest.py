@@ -657,6 +657,9 @@ def sentinel_set(tmp_path, request):
         sentinels.ready()
     except BaseException:
         print(sentinels.logs())
+        sentinels.stop()
+        replica.stop()
+        primary.stop()
         raise
     yield primary, replica, sentinels
     sentinels.stop()
@@ -687,11 +690,15 @@ class RedisCluster:
                 "--cluster-replica-validity-factor", "0"] + auth)
             node.port = free_port(offset=10000)  # and the cluster bus on port + 10000
             self.nodes.append(node)
-        for n in self.nodes:
-            n.start()
-        self.cli("--cluster", "create", *["127.0.0.1:%d" % n.port for n in self.nodes],
-                 "--cluster-replicas", str(replicas), "--cluster-yes")
-        self.wait_ok()
+        try:
+            for n in self.nodes:
+                n.start()
+            self.cli("--cluster", "create", *["127.0.0.1:%d" % n.port for n in self.nodes],
+                     "--cluster-replicas", str(replicas), "--cluster-yes")
+            self.wait_ok()
+        except BaseException:
+            self.stop()  # no node outlives a failed set-up
+            raise
 
     def cli(self, *args, timeout=120):
         env = dict(os.environ, REDISCLI_AUTH=self.password) if self.password else None
