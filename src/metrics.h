@@ -35,6 +35,8 @@ enum metric_counter {
     MCOUNT_REDIS_TIMEOUTS,        /* usergate_redis_errors_total{kind="timeout"} */
     MCOUNT_REDIS_RECONNECTS,      /* usergate_redis_reconnects_total */
     MCOUNT_REDIS_BREAKER_TRIPS,   /* usergate_redis_breaker_trips_total */
+    MCOUNT_REDIS_MOVED,           /* usergate_redis_redirects_total{kind="moved"} */
+    MCOUNT_REDIS_ASK,             /* usergate_redis_redirects_total{kind="ask"} */
     MCOUNT_INVALIDATIONS,         /* usergate_cache_invalidations_total */
     MCOUNT_CACHE_STORES,          /* usergate_cache_stores_total */
     MCOUNT_LOCK_ACQUIRED,         /* usergate_cache_lock_total{result="acquired"} */

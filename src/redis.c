@@ -110,6 +110,8 @@ struct redis {
     void *breaker_arg;
     void (*primary_cb)(void *arg);
     void *primary_arg;
+    void (*redirect_cb)(void *arg, bool ask);
+    void *redirect_arg;
     /* Sentinel: the address above is the primary they last named */
     struct {
         struct hostlist at; /* at.n == 0: not in Sentinel mode */
@@ -987,6 +989,10 @@ static void sentinel_ask(struct redis *r)
 
 #define CLUSTER_REFRESH_MS 5000
 #define CLUSTER_MAX_HOPS 5
+/* TRYAGAIN (a multi-key command on a slot half way through a migration):
+ * sent again after this, up to CLUSTER_MAX_TRIES times, then it fails. */
+#define CLUSTER_TRYAGAIN_MS 50
+#define CLUSTER_MAX_TRIES 8
 #define CLUSTER_SUB_WAIT_MS 3000
 
 struct cnode {
@@ -1007,8 +1013,9 @@ struct cluster {
     bool refreshing;
     size_t asked; /* the node the map was asked of */
     struct event *refresh_ev;
-    struct redis *sub; /* the subscriber's own connection */
-    size_t sub_next;   /* the node it goes to next */
+    struct ccmd *waiting; /* commands waiting out a TRYAGAIN */
+    struct redis *sub;    /* the subscriber's own connection */
+    size_t sub_next;      /* the node it goes to next */
     struct event *sub_move_ev;
 };
 
@@ -1021,9 +1028,12 @@ struct ccmd {
     int argc;
     char **argv;
     size_t *lens;
-    int hops;
+    int hops, tries;
     bool urgent;
     size_t node;
+    struct event retry;         /* waiting out a TRYAGAIN */
+    struct cluster *waiting_in; /* whose waiting list holds it */
+    struct ccmd *wait_prev, *wait_next;
 };
 
 static struct redis *redis_alloc(struct event_base *base, long timeout_ms);
@@ -1242,15 +1252,51 @@ static void cluster_route(struct ccmd *c, size_t node, bool asking)
     submit(n, on_node_reply, c, c->argc, (const char **)c->argv, c->lens, c->urgent);
 }
 
+static void wait_unlink(struct cluster *cl, struct ccmd *c)
+{
+    if (c->wait_prev)
+        c->wait_prev->wait_next = c->wait_next;
+    else
+        cl->waiting = c->wait_next;
+    if (c->wait_next)
+        c->wait_next->wait_prev = c->wait_prev;
+    c->wait_prev = c->wait_next = NULL;
+}
+
+static void on_tryagain(evutil_socket_t fd, short what, void *arg)
+{
+    struct ccmd *c = arg;
+    (void)fd;
+    (void)what;
+    wait_unlink(c->waiting_in, c);
+    if (c->r->cl)
+        cluster_route(c, SIZE_MAX, false);
+    else /* the cluster went with a reload */
+        submit(c->r, on_node_reply, c, 0, NULL, NULL, false);
+}
+
 static void on_node_reply(void *arg, const struct redis_reply *rep)
 {
     struct ccmd *c = arg;
     struct redis *r = c->r;
     struct slots_target t;
     enum slots_redirect kind = SLOTS_NONE;
-    if (rep->type == REDIS_R_ERROR && rep->str && !r->freeing && r->cl &&
-        c->hops < CLUSTER_MAX_HOPS && c->node < r->cl->n_nodes)
+    bool live = rep->type == REDIS_R_ERROR && rep->str && !r->freeing && r->cl;
+    if (live && c->hops < CLUSTER_MAX_HOPS && c->node < r->cl->n_nodes)
         kind = slots_parse_redirect(rep->str, rep->len, &t);
+    if (live && kind == SLOTS_NONE && ++c->tries < CLUSTER_MAX_TRIES && rep->len >= 8 &&
+        memcmp(rep->str, "TRYAGAIN", 8) == 0) {
+        struct cluster *cl = r->cl;
+        struct timeval tv = ms_tv(CLUSTER_TRYAGAIN_MS);
+        evtimer_assign(&c->retry, r->base, on_tryagain, c);
+        evtimer_add(&c->retry, &tv);
+        c->waiting_in = cl;
+        c->wait_next = cl->waiting;
+        if (cl->waiting)
+            cl->waiting->wait_prev = c;
+        cl->waiting = c;
+        return;
+    }
     if (kind == SLOTS_NONE) {
         c->cb(c->arg, rep);
         ccmd_free(c);
@@ -1265,6 +1311,8 @@ static void on_node_reply(void *arg, const struct redis_reply *rep)
         cluster_refresh_soon(r, 0);
     }
     c->hops++;
+    if (r->redirect_cb)
+        r->redirect_cb(r->redirect_arg, kind == SLOTS_ASK);
     cluster_route(c, idx, kind == SLOTS_ASK);
 }
 
@@ -1365,6 +1413,13 @@ static void cluster_free(struct cluster *cl)
 {
     if (!cl)
         return;
+    while (cl->waiting) {
+        struct ccmd *c = cl->waiting;
+        wait_unlink(cl, c);
+        event_del(&c->retry);
+        call_error(c->cb, c->arg, "redis client shutting down");
+        ccmd_free(c);
+    }
     if (cl->refresh_ev)
         event_free(cl->refresh_ev);
     if (cl->sub_move_ev)
@@ -1696,6 +1751,12 @@ void redis_set_breaker_cb(struct redis *r, void (*cb)(void *arg, bool open), voi
 {
     r->breaker_cb = cb;
     r->breaker_arg = arg;
+}
+
+void redis_set_redirect_cb(struct redis *r, void (*cb)(void *arg, bool ask), void *arg)
+{
+    r->redirect_cb = cb;
+    r->redirect_arg = arg;
 }
 
 void redis_set_primary_cb(struct redis *r, void (*cb)(void *arg), void *arg)

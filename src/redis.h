@@ -79,6 +79,10 @@ void redis_set_error_cb(struct redis *r, void (*cb)(void *arg, bool timeout), vo
  * May be NULL. */
 void redis_set_breaker_cb(struct redis *r, void (*cb)(void *arg, bool open), void *arg);
 
+/* Called for each Redis Cluster redirection followed (MOVED, or ASK when
+ * ask is true). May be NULL. */
+void redis_set_redirect_cb(struct redis *r, void (*cb)(void *arg, bool ask), void *arg);
+
 /* Called when the sentinels name another node as the primary (a failover):
  * writes the old primary had not replicated yet may be lost. May be NULL. */
 void redis_set_primary_cb(struct redis *r, void (*cb)(void *arg), void *arg);

@@ -65,6 +65,12 @@ static void redis_error(void *arg, bool timeout)
     metrics_inc(w->metrics, timeout ? MCOUNT_REDIS_TIMEOUTS : MCOUNT_REDIS_ERRORS);
 }
 
+static void redis_redirect(void *arg, bool ask)
+{
+    struct worker *w = arg;
+    metrics_inc(w->metrics, ask ? MCOUNT_REDIS_ASK : MCOUNT_REDIS_MOVED);
+}
+
 static void redis_breaker(void *arg, bool open)
 {
     struct worker *w = arg;
@@ -177,6 +183,7 @@ struct worker *worker_new(struct server *srv, int index)
     redis_set_state_cb(w->redis, redis_state, w);
     redis_set_error_cb(w->redis, redis_error, w);
     redis_set_breaker_cb(w->redis, redis_breaker, w);
+    redis_set_redirect_cb(w->redis, redis_redirect, w);
     w->cache = cache_new(w->redis, w->base, w->metrics);
     if (w->cfg->local_entries > 0) {
         /* Each worker keeps its share of the tier and its own subscription. */

@@ -165,6 +165,13 @@ def test_reshard_under_load(gateway_factory, mock, redis_cluster):
     assert load.failures == [], load.failures[:5]
     assert load.stale == [], load.stale[:5]
     assert load.count > 200 and load.hits > 50, (load.count, load.hits)
+    # The moving slots were followed: MOVED once they moved, ASK while the
+    # keys of a slot were half moved (redis-cli moves them a batch at a time).
+    moved = sum(gw.metrics().get_value("usergate_redis_redirects_total", kind="moved")
+                for gw in gws)
+    ask = sum(gw.metrics().get_value("usergate_redis_redirects_total", kind="ask") for gw in gws)
+    print("redirections followed: %d MOVED, %d ASK" % (moved, ask))
+    assert moved > 0, moved
     # Hits go on from the new owners of the moved slots.
     for ident in IDENTS:
         fetch(gws[0], user_path("v1s", q(ident)))
@@ -279,3 +286,42 @@ def test_auth_on_every_node(gateway_factory, mock, redis_cluster):
         fetch(gw, user_path("v1s", q(ident)), expect_cache="HIT")
     assert len([k for k in entry_keys(redis_cluster).values() if k]) == 3
     assert "cluster-secret-1" not in gw.stderr()
+
+
+def test_ask_during_a_slot_migration(gateway_factory, mock, redis_cluster):
+    """A slot half way through a migration, set up by hand as redis-cli does
+    it: the keys already moved answer ASK on the old owner, and usergate
+    follows with ASKING to the new one, without changing its map."""
+    gw = start(gateway_factory, mock, redis_cluster, n=1)[0]
+    ident = IDENTS[9]
+    path = user_path("v1s", q(ident))
+    fetch(gw, path)
+    fetch(gw, path, expect_cache="HIT")
+    key = user_key("u", ident, family="v1s")
+    src_id, src = redis_cluster.master_of(key)
+    dst_id, dst = [(i, s) for i, s in redis_cluster.masters() if i != src_id][0]
+    slot = src.cmd("CLUSTER", "KEYSLOT", key)
+    assert dst.cmd("CLUSTER", "SETSLOT", slot, "IMPORTING", src_id) == "OK"
+    assert src.cmd("CLUSTER", "SETSLOT", slot, "MIGRATING", dst_id) == "OK"
+    keys = src.cmd("CLUSTER", "GETKEYSINSLOT", slot, 100)
+    assert key in keys, keys
+    assert src.cmd("MIGRATE", "127.0.0.1", dst.port, "", 0, 5000, "KEYS", *keys) == "OK"
+    before = gw.metrics().get_value("usergate_redis_redirects_total", kind="ask")
+    # The old owner has none of the lookup's keys: ASK. The new owner lacks
+    # one of them (no hold is set) while the slot is importing: TRYAGAIN,
+    # which usergate sends again after 50 ms, 8 times at most. Fail open
+    # meanwhile; after that the answer is found on the new owner.
+    r = fetch(gw, path)
+    assert r.xcache != "HIT", r
+    assert gw.metrics().get_value("usergate_redis_redirects_total", kind="ask") > before
+    # The migration ends while a lookup is waiting out TRYAGAIN: it goes on
+    # (MOVED now) and finds the entry on the new owner.
+    finish = threading.Timer(0.1, lambda: [node.cmd("CLUSTER", "SETSLOT", slot, "NODE", dst_id)
+                                           for _, node in redis_cluster.masters()])
+    finish.start()
+    r = fetch(gw, path)
+    finish.join()
+    assert r.xcache == "HIT", r
+    # And writes invalidate on the new owner.
+    assert gw.post(path, {"FriendlyName": "after-migration"}).status == 200
+    assert fetch(gw, path).json["friendly_name"] == "after-migration"
