@@ -836,9 +836,6 @@ static bool enqueue(struct cache *c, const char *account, const char *service, c
     return true;
 }
 
-/* An invalidation Redis took: count it, and when it set a hold, schedule
- * the second one for the hold's end (a write Twilio applied late must not
- * leave an answer fetched just before it). */
 static void remember_recent(struct cache *c, const char *account, const char *service,
                             const char *ident, size_t ident_len)
 {
@@ -861,7 +858,8 @@ static void remember_recent(struct cache *c, const char *account, const char *se
     e->at_ms = util_now_ms();
 }
 
-/* The sentinels named another primary: what the old one took in the last
+/* A failover (the sentinels named another primary, or a node that was no
+ * master serves a cluster's slots): what the old one took in the last
  * failover_replay seconds may not have reached it, so send it again; this
  * worker trusts the cache for those names only once it landed (bypass). */
 static void on_primary_changed(void *arg)
@@ -897,6 +895,9 @@ static void on_primary_changed(void *arg)
                    n, n == 1 ? "" : "s", c->cfg->failover_replay);
 }
 
+/* An invalidation Redis took: count it, remember it for a failover, and
+ * when it set a hold, schedule the second one for the hold's end (a write
+ * Twilio applied late must not leave an answer fetched just before it). */
 static void inval_landed(struct cache *c, const char *account, const char *service,
                          const char *ident, size_t ident_len, long hold_ms)
 {

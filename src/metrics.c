@@ -84,7 +84,9 @@ static const struct {
                                        "Sentinel failover (the old one may not have replicated "
                                        "them)."},
     [MCOUNT_REDIS_PRIMARY_CHANGES] = {"usergate_redis_primary_changes_total", NULL,
-                                      "Times the sentinels named another primary (per worker)."},
+                                      "Failovers seen: the sentinels named another primary, or a "
+                                      "node that was not a master took cluster slots (per "
+                                      "worker)."},
     [MCOUNT_INVALIDATIONS_DROPPED] = {"usergate_invalidations_dropped_total", NULL,
                                       "Invalidations lost because the retry queue "
                                       "(invalidation_queue) was full."},
