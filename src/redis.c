@@ -1009,7 +1009,8 @@ struct cluster {
     uint16_t slots[SLOTS_COUNT]; /* node index + 1; 0: no master known */
     size_t *masters;             /* node indexes, for redis_command_shard */
     size_t n_masters;
-    bool map_ok; /* every slot has a master */
+    bool map_ok;          /* every slot has a master */
+    size_t open_breakers; /* nodes whose circuit breaker is open */
     bool refreshing;
     size_t asked; /* the node the map was asked of */
     struct event *refresh_ev;
@@ -1074,11 +1075,16 @@ static void on_node_error(void *arg, bool timeout)
     report_error(n->owner, timeout);
 }
 
+/* The owner's breaker is open while any node's is. */
 static void on_node_breaker(void *arg, bool open)
 {
-    struct redis *n = arg;
-    if (n->owner->breaker_cb && !n->owner->freeing)
-        n->owner->breaker_cb(n->owner->breaker_arg, open);
+    struct redis *n = arg, *r = n->owner;
+    if (!r->cl || r->freeing)
+        return;
+    size_t was = r->cl->open_breakers;
+    r->cl->open_breakers = open ? was + 1 : (was ? was - 1 : 0);
+    if ((was == 0) != (r->cl->open_breakers == 0))
+        breaker_set(r, open);
 }
 
 /* A connection to host:port with r's credentials and deadline. */
@@ -1644,6 +1650,7 @@ void redis_reconfigure(struct redis *r, const struct config *cfg)
         r->cl_dying = r->cl;
         r->cl = NULL;
         event_active(r->reap_ev, EV_TIMEOUT, 0);
+        breaker_set(r, false); /* it was its nodes' */
     }
     set_up(r, false);
     if (r->subscribed) { /* a cluster's subscriber went with it */
