@@ -481,6 +481,17 @@ static void on_reap(evutil_socket_t fd, short what, void *arg)
     cluster_free(cl);
 }
 
+/* The end of an outage: back-off and logging start over. For a subscriber
+ * that is the confirmation of its subscription, not the handshake: a
+ * refused SUBSCRIBE (an ACL's NOPERM) makes hiredis drop the connection
+ * right after a good handshake, and resetting there would retry every
+ * 100 ms with a warning each time. */
+static void outage_over(struct redis *r)
+{
+    r->backoff_ms = BACKOFF_MIN_MS;
+    r->quiet = false;
+}
+
 /* Every reply on a subscriber's connection: the confirmation, then one
  * per message. hiredis keeps this callback for the subscription's life. */
 static void on_sub_reply(redisAsyncContext *ac, void *reply, void *privdata)
@@ -495,6 +506,7 @@ static void on_sub_reply(redisAsyncContext *ac, void *reply, void *privdata)
     const char *kind = rep->element[0]->str;
     r->depth++;
     if (strcmp(kind, "subscribe") == 0 && !r->subscribed) {
+        outage_over(r);
         r->subscribed = true;
         if (r->sub_live)
             r->sub_live(r->sub_arg, true);
@@ -509,8 +521,8 @@ static void became_up(struct redis *r)
 {
     event_del(r->connect_timer);
     r->timeouts_in_row = 0;
-    r->backoff_ms = BACKOFF_MIN_MS;
-    r->quiet = false;
+    if (!r->sub_channel)
+        outage_over(r);
     set_up(r, true);
     if (r->sub_channel) {
         const char *argv[2] = {"SUBSCRIBE", r->sub_channel};

@@ -148,3 +148,26 @@ def test_reload_keeps_the_tier_coherent(gateway_factory, mock):
     r = gws[0].post(user_path("v2", "eve"), {"FriendlyName": "v1"})
     assert r.status == 200, r
     fresh_within(gws[1], paths, "v1", BOUND_S)
+
+
+def test_subscribe_refused_is_said_and_the_tier_stays_off(gateway_factory, mock, redis):
+    """An ACL user that may not use the invalidation channel: Redis refuses
+    the SUBSCRIBE with NOPERM. usergate says so once (then at debug level
+    while it retries with back-off), keeps the tier off and keeps serving."""
+    assert redis.cmd("ACL", "SETUSER", "nochan", "on", ">nochan-secret-1", "~*", "+@all",
+                     "resetchannels") == "OK"
+    gw = gateway_factory(dict(LOCAL, redis={"username": "nochan",
+                                            "password": "nochan-secret-1"}))
+    wait_until(lambda: "NOPERM" in gw.stderr(), timeout=10,
+               what="the refused subscription reported")
+    mock.add_user("ann", friendly_name="v0")
+    path = user_path("v1s", "ann")
+    for _ in range(3):
+        assert fetch(gw, path).status == 200
+    m = gw.metrics()
+    assert m.get_value("usergate_local_up") == 0
+    assert m.get_value("usergate_local_hits_total") == 0
+    time.sleep(2)  # it goes on retrying; the warning is not repeated
+    warnings = [l for l in gw.stderr().splitlines() if "NOPERM" in l and " warning " in l]
+    assert len(warnings) == 1, warnings
+    assert "nochan-secret-1" not in gw.stderr()
