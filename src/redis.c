@@ -120,8 +120,7 @@ struct redis {
         size_t tried;             /* asked in this round without an answer */
         redisAsyncContext *ac;    /* asking, then watching +switch-master */
         redisAsyncContext *dying; /* dropped inside a callback, freed by reap_ev */
-        bool watching;
-        bool named; /* the next on_reconnect connects to it without asking */
+        bool named;               /* the next on_reconnect connects to it without asking */
         struct event *deadline;
     } sen;
     /* Redis Cluster: seeds.n > 0; cl routes commands over node connections,
@@ -750,7 +749,6 @@ static void on_reconnect(evutil_socket_t fd, short what, void *arg)
 static void sentinel_drop(struct redis *r)
 {
     redisAsyncContext *ac = r->sen.ac;
-    r->sen.watching = false;
     event_del(r->sen.deadline);
     if (!ac)
         return;
@@ -883,11 +881,8 @@ static void on_sentinel_event(redisAsyncContext *ac, void *reply, void *privdata
     if (ac != r->sen.ac || !rep || r->freeing || rep->type != REDIS_REPLY_ARRAY ||
         rep->elements < 3 || rep->element[0]->type != REDIS_REPLY_STRING)
         return;
-    const char *kind = rep->element[0]->str;
     r->depth++;
-    if (strcmp(kind, "subscribe") == 0)
-        r->sen.watching = true;
-    else if (strcmp(kind, "message") == 0 && rep->element[2]->type == REDIS_REPLY_STRING)
+    if (strcmp(rep->element[0]->str, "message") == 0 && rep->element[2]->type == REDIS_REPLY_STRING)
         on_switch_master(r, rep->element[2]->str, rep->element[2]->len);
     r->depth--;
 }
