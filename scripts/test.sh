@@ -49,8 +49,11 @@ harnesses=$(find "$top/tests/fuzz" -name 'fuzz_*.c' | wc -l)
 [ "$fuzz_failed" = 0 ] && [ "$fuzz_ok" = "$harnesses" ] || { echo "fuzz: FAILED"; failed=1; }
 
 echo "== distcheck"
-(cd "$top/build/plain" && make -s distcheck DISTCHECK_CONFIGURE_FLAGS=--with-systemd >/dev/null 2>&1) ||
-    { echo "distcheck: FAILED (run make distcheck in build/plain to see why)"; failed=1; }
+(cd "$top/build/plain" && make -s distcheck DISTCHECK_CONFIGURE_FLAGS=--with-systemd \
+    >"$top/build/distcheck.log" 2>&1) ||
+    { echo "distcheck: FAILED (log: build/distcheck.log); its failures:"
+      grep -E '^(FAIL|ERROR)|^E  |FAILED|Error [0-9]' "$top/build/distcheck.log" | head -20
+      failed=1; }
 
 echo "== systemd units"
 # verify the units as they would be installed, with ExecStart pointing at the

@@ -156,6 +156,28 @@ static struct timeval ms_tv(long ms)
     return tv;
 }
 
+/* How long a connect (or a sentinel's answer) may take. */
+static long connect_timeout_ms(const struct redis *r)
+{
+    long ms = r->timeout_ms * 4;
+    return ms < CONNECT_TIMEOUT_MIN_MS ? CONNECT_TIMEOUT_MIN_MS : ms;
+}
+
+/* AUTH [username] password into argv/lens (3 slots); returns argc. */
+static int auth_argv(const char *username, const char *password, const char **argv, size_t *lens)
+{
+    int argc = 0;
+    argv[argc] = "AUTH";
+    lens[argc++] = 4;
+    if (username) {
+        argv[argc] = username;
+        lens[argc++] = strlen(username);
+    }
+    argv[argc] = password;
+    lens[argc++] = strlen(password);
+    return argc;
+}
+
 static bool str_differs(const char *a, const char *b)
 {
     if (!a || !b)
@@ -634,17 +656,9 @@ static void on_connect(const redisAsyncContext *cac, int status)
         event_del(r->connect_timer);
         schedule_reconnect(r, next_backoff(r));
     } else {
-        const char *argv[3] = {r->password ? "AUTH" : "PING"};
+        const char *argv[3] = {"PING"};
         size_t lens[3] = {4};
-        int argc = 1;
-        if (r->password && r->username) {
-            argv[argc] = r->username;
-            lens[argc++] = strlen(r->username);
-        }
-        if (r->password) {
-            argv[argc] = r->password;
-            lens[argc++] = strlen(r->password);
-        }
+        int argc = r->password ? auth_argv(r->username, r->password, argv, lens) : 1;
         if (redisAsyncCommandArgv(ac, on_hello, r, argc, argv, lens) != REDIS_OK) {
             fail_log(r, "cannot send the handshake");
             conn_drop(r);
@@ -710,8 +724,7 @@ static void conn_start(struct redis *r)
     r->ac = ac;
     redisAsyncSetConnectCallback(ac, on_connect);
     redisAsyncSetDisconnectCallback(ac, on_disconnect);
-    long ms = r->timeout_ms * 4;
-    struct timeval tv = ms_tv(ms < CONNECT_TIMEOUT_MIN_MS ? CONNECT_TIMEOUT_MIN_MS : ms);
+    struct timeval tv = ms_tv(connect_timeout_ms(r));
     evtimer_add(r->connect_timer, &tv);
 }
 
@@ -907,17 +920,9 @@ static void on_sentinel_connect(const redisAsyncContext *cac, int status)
         r->sen.ac = NULL; /* hiredis frees it when we return */
         sentinel_failed(r, why);
     } else {
-        const char *argv[3] = {"AUTH"};
-        size_t lens[3] = {4};
-        int argc = 1;
-        if (r->sen.password && r->sen.username) {
-            argv[argc] = r->sen.username;
-            lens[argc++] = strlen(r->sen.username);
-        }
-        if (r->sen.password) {
-            argv[argc] = r->sen.password;
-            lens[argc++] = strlen(r->sen.password);
-        }
+        const char *argv[3];
+        size_t lens[3];
+        int argc = r->sen.password ? auth_argv(r->sen.username, r->sen.password, argv, lens) : 0;
         const char *q[3] = {"SENTINEL", "get-master-addr-by-name", r->sen.name};
         size_t ql[3] = {8, 23, strlen(r->sen.name)};
         const char *s[2] = {"SUBSCRIBE", "+switch-master"};
@@ -976,8 +981,7 @@ static void sentinel_ask(struct redis *r)
     r->sen.ac = ac;
     redisAsyncSetConnectCallback(ac, on_sentinel_connect);
     redisAsyncSetDisconnectCallback(ac, on_sentinel_disconnect);
-    long ms = r->timeout_ms * 4;
-    struct timeval tv = ms_tv(ms < CONNECT_TIMEOUT_MIN_MS ? CONNECT_TIMEOUT_MIN_MS : ms);
+    struct timeval tv = ms_tv(connect_timeout_ms(r));
     evtimer_add(r->sen.deadline, &tv);
 }
 
@@ -1221,11 +1225,7 @@ static void on_refresh(evutil_socket_t fd, short what, void *arg)
 
 static void ccmd_free(struct ccmd *c)
 {
-    for (int i = 0; i < c->argc; i++)
-        free(c->argv[i]);
-    free(c->argv);
-    free(c->lens);
-    free(c);
+    free(c); /* argv, lens and the bytes live in the same block */
 }
 
 static void on_ignore(void *arg, const struct redis_reply *rep)
@@ -1332,16 +1332,24 @@ static void on_node_reply(void *arg, const struct redis_reply *rep)
 static void cluster_submit(struct redis *r, redis_cb cb, void *arg, int argc, const char **argv,
                            const size_t *argvlen, bool urgent)
 {
-    struct ccmd *c = util_calloc(1, sizeof *c);
+    /* One allocation per command: the struct, argv, lens, then the bytes. */
+    size_t n = (size_t)argc, bytes = 0;
+    for (size_t i = 0; i < n; i++)
+        bytes += argvlen[i] + 1;
+    struct ccmd *c = util_calloc(1, sizeof *c + n * (sizeof *c->argv + sizeof *c->lens) + bytes);
     c->r = r;
     c->cb = cb;
     c->arg = arg;
     c->argc = argc;
-    c->argv = util_calloc((size_t)argc + 1, sizeof *c->argv);
-    c->lens = util_calloc((size_t)argc + 1, sizeof *c->lens);
-    for (int i = 0; i < argc; i++) {
-        c->argv[i] = util_strndup(argv[i], argvlen[i]);
+    c->argv = (char **)(c + 1);
+    c->lens = (size_t *)(c->argv + n);
+    char *at = (char *)(c->lens + n);
+    for (size_t i = 0; i < n; i++) {
+        memcpy(at, argv[i], argvlen[i]);
+        at[argvlen[i]] = '\0';
+        c->argv[i] = at;
         c->lens[i] = argvlen[i];
+        at += argvlen[i] + 1;
     }
     c->urgent = urgent;
     c->node = SIZE_MAX;

@@ -204,6 +204,11 @@ def test_master_killed_fail_open_then_recovery(gateway_factory, mock, redis_clus
     late = [s for s in load.stale if s[4] < t_kill or s[5] > t_up + RETRY_LAND_S]
     assert late == [], late[:5]
     print("both instances on the promoted replica %.2f s after the kill" % took)
+    # Both saw the new master, and the writers' recent invalidations were
+    # sent again to it (the replica may not have had them).
+    for gw in gws:
+        assert gw.metrics().get_value("usergate_redis_primary_changes_total") >= 1
+    assert sum(gw.metrics().get_value("usergate_invalidations_replayed_total") for gw in gws) > 0
     # Hits resume for the users of the dead master's slots, once the
     # invalidations queued during the outage landed (retry back-off <= 5 s).
     for gw in gws:
