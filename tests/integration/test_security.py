@@ -2,6 +2,7 @@
 another. Each refusal asserts its status, its Twilio error code, and that the
 mock upstream saw nothing (its request count is unchanged)."""
 
+import http.client
 import json
 import os
 import re
@@ -340,7 +341,14 @@ def open_connections(gw):
 
 
 def hold(gw, n):
-    """n idle connections, once the start-up probe's connection is gone."""
+    """n idle connections, once the start-up probe's connection is gone. A
+    request answered on a new connection first: the accept queue is in
+    order, so the probe was accepted before it (a gauge read at 0 before the
+    probe's accept would let the probe take one of the n slots)."""
+    c = http.client.HTTPConnection("127.0.0.1", gw.port, timeout=10)
+    c.request("GET", "/")
+    c.getresponse().read()
+    c.close()
     wait_until(lambda: open_connections(gw) == 0, what="no client connections")
     held = [socket.create_connection(("127.0.0.1", gw.port)) for _ in range(n)]
     wait_until(lambda: open_connections(gw) == n, what="%d connections" % n)
