@@ -24,13 +24,16 @@
 #include "worker.h"
 
 static const struct config_client *authenticate(const struct config *cfg,
-                                                const struct http1_msg *msg)
+                                                const struct http1_msg *msg, struct auth_memo *memo)
 {
+    const char *value = http1_msg_header(msg, "Authorization");
+    const struct config_client *known = memo ? auth_memo_find(memo, cfg->generation, value) : NULL;
+    if (known)
+        return known;
     char dec[AUTH_BASIC_MAX];
     const char *user, *secret;
     size_t ulen, slen;
-    if (!auth_basic_parse(http1_msg_header(msg, "Authorization"), dec, &user, &ulen, &secret,
-                          &slen))
+    if (!auth_basic_parse(value, dec, &user, &ulen, &secret, &slen))
         return NULL;
     const struct config_client *cl = config_find_client(cfg, user, ulen);
     const struct config_client *ok = NULL;
@@ -39,6 +42,8 @@ static const struct config_client *authenticate(const struct config *cfg,
     else if (util_ct_equal(secret, slen, cl->secret, cl->secret_len))
         ok = cl;
     explicit_bzero(dec, sizeof dec);
+    if (ok && memo)
+        auth_memo_keep(memo, cfg->generation, value, ok);
     return ok;
 }
 
@@ -59,7 +64,7 @@ static bool refuse(struct admit_refusal *no, enum route_id route, int status, in
 }
 
 bool admit_request(struct worker *w, const struct config *cfg, const struct http1_msg *msg,
-                   const struct auth_peer *peer, struct route_match *m,
+                   const struct auth_peer *peer, struct auth_memo *memo, struct route_match *m,
                    const struct config_client **client, char service[TWILIO_SID_LEN + 1],
                    struct admit_refusal *no)
 {
@@ -72,7 +77,7 @@ bool admit_request(struct worker *w, const struct config *cfg, const struct http
     if (admission_auth_blocked(w->srv->admission, peer, cfg->auth_failures_per_minute, now, &retry))
         return refuse(no, m->id, 429, TWILIO_E_TOO_MANY, retry,
                       "Too many failed authentications from this address; retry later");
-    const struct config_client *cl = authenticate(cfg, msg);
+    const struct config_client *cl = authenticate(cfg, msg, memo);
     *client = cl;
     if (!cl) {
         metrics_inc(w->metrics, MCOUNT_AUTH_FAILURES);
@@ -134,7 +139,7 @@ bool admit_request(struct worker *w, const struct config *cfg, const struct http
 }
 
 bool admit_head(struct worker *w, const struct http1_msg *msg, const struct auth_peer *peer,
-                struct admit_refusal *no)
+                struct auth_memo *memo, struct admit_refusal *no)
 {
     /* Twilio's events are authenticated by a signature over the body. */
     if (webhook_match(w->cfg, msg->target, msg->target_len))
@@ -142,7 +147,7 @@ bool admit_head(struct worker *w, const struct http1_msg *msg, const struct auth
     struct route_match m;
     const struct config_client *cl;
     char service[TWILIO_SID_LEN + 1];
-    return admit_request(w, w->cfg, msg, peer, &m, &cl, service, no);
+    return admit_request(w, w->cfg, msg, peer, memo, &m, &cl, service, no);
 }
 
 void admit_refuse(struct request *req, const struct admit_refusal *no)

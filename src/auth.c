@@ -38,6 +38,30 @@ bool auth_basic_parse(const char *header, char *out, const char **user, size_t *
     return true;
 }
 
+const void *auth_memo_find(const struct auth_memo *m, uint64_t generation, const char *value)
+{
+    if (!value || m->generation == 0 || m->generation != generation)
+        return NULL;
+    return util_ct_equal(value, strlen(value), m->value, m->len) ? m->client : NULL;
+}
+
+void auth_memo_keep(struct auth_memo *m, uint64_t generation, const char *value, const void *client)
+{
+    size_t n = strlen(value);
+    auth_memo_clear(m);
+    if (generation == 0 || n > sizeof m->value)
+        return;
+    memcpy(m->value, value, n);
+    m->len = n;
+    m->client = client;
+    m->generation = generation;
+}
+
+void auth_memo_clear(struct auth_memo *m)
+{
+    explicit_bzero(m, sizeof *m);
+}
+
 void auth_peer_format(const struct auth_peer *p, char *out, size_t outlen)
 {
     char tmp[INET6_ADDRSTRLEN];

@@ -19,6 +19,25 @@
 bool auth_basic_parse(const char *header, char *out, const char **user, size_t *user_len,
                       const char **pass, size_t *pass_len);
 
+/* What a connection last proved: the Authorization value it sent, the
+ * client that value authenticated, and the configuration (by generation)
+ * that said so. A keep-alive connection sending the same value again is not
+ * decoded and checked again. Only successes are kept, values longer than
+ * the memo are not, and a value is compared in constant time. The client is
+ * opaque here: a pointer into the configuration of that generation. */
+#define AUTH_MEMO_MAX 160
+struct auth_memo {
+    uint64_t generation; /* 0: empty */
+    const void *client;
+    size_t len;
+    char value[AUTH_MEMO_MAX];
+};
+/* The client kept for this value under this generation, or NULL. */
+const void *auth_memo_find(const struct auth_memo *m, uint64_t generation, const char *value);
+void auth_memo_keep(struct auth_memo *m, uint64_t generation, const char *value,
+                    const void *client);
+void auth_memo_clear(struct auth_memo *m); /* empty, and the value wiped */
+
 /* A client's source address as admission sees it. */
 struct auth_peer {
     int family;       /* AF_INET, AF_INET6 or AF_UNIX */

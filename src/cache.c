@@ -68,6 +68,7 @@ struct cache {
     bool local_live;
     struct event *deliver_ev;                   /* local hits answered on the next turn */
     struct lookup *deliver_head, *deliver_tail; /* their queue */
+    struct pool lookups;                        /* freed lookups, with their local_env */
     /* Invalidations that landed, oldest first from recent_head: a ring of
      * at most invalidation_queue items, allocated at the first. */
     struct recent *recent;
@@ -76,6 +77,7 @@ struct cache {
 
 struct lookup;
 static void deliver_local(evutil_socket_t fd, short what, void *arg);
+static struct pool lookup_pool(void);
 
 static void arm_timer(struct cache *c);
 static void on_primary_changed(void *arg);
@@ -84,6 +86,7 @@ struct cache *cache_new(struct redis *r, struct event_base *base, struct metrics
 {
     struct cache *c = util_calloc(1, sizeof *c);
     c->r = r;
+    c->lookups = lookup_pool();
     c->base = base;
     c->metrics = metrics;
     redis_set_primary_cb(r, on_primary_changed, c);
@@ -118,6 +121,7 @@ void cache_free(struct cache *c)
         free(c->recent[(c->recent_head + i) % c->recent_cap].ident);
     free(c->recent);
     config_unref(c->cfg);
+    pool_clear(&c->lookups);
     free(c);
 }
 
@@ -272,14 +276,30 @@ static void local_gauge(struct cache *c)
         metrics_gauge_set(c->metrics, MGAUGE_LOCAL_ENTRIES, (int64_t)local_count(c->local));
 }
 
+/* A pooled lookup keeps a local_env of up to this much for the next. */
+#define LOOKUP_ENV_KEEP (16 * 1024)
+
 static void lookup_finish(struct lookup *st, enum cache_result res, const struct entry *e)
 {
     if (res == CACHE_ERROR)
         st->stamp.known = false;
     st->cb(st->arg, res, res == CACHE_FOUND ? e : NULL, &st->stamp);
-    buf_free(&st->local_env);
     config_unref(st->cfg);
+    if (st->local_env.cap > LOOKUP_ENV_KEEP)
+        buf_free(&st->local_env);
+    pool_put(&st->c->lookups, st);
+}
+
+static void lookup_drop(void *obj)
+{
+    struct lookup *st = obj;
+    buf_free(&st->local_env);
     free(st);
+}
+
+static struct pool lookup_pool(void)
+{
+    return (struct pool){.size = sizeof(struct lookup), .drop = lookup_drop};
 }
 
 /* KEYS: version; ARGV: a new version, PX. The version, created if absent. */
@@ -509,7 +529,10 @@ static void on_lookup_none(void *arg, const struct redis_reply *rep)
 void cache_lookup(struct cache *c, const struct config *cfg, const struct cache_user *u,
                   cache_lookup_cb cb, void *arg)
 {
-    struct lookup *st = util_calloc(1, sizeof *st);
+    struct lookup *st = pool_take(&c->lookups);
+    struct buf env = st->local_env; /* its memory is kept for the next local hit */
+    *st = (struct lookup){.local_env = env};
+    buf_reset(&st->local_env);
     st->c = c;
     st->cb = cb;
     st->arg = arg;

@@ -1516,6 +1516,8 @@ struct config *config_load(const char *path, struct config_errors *errs)
         c->n_clients = ld.n_clients;
         c->path = util_strdup(path);
         c->refs = 1;
+        static uint64_t generations;
+        c->generation = __atomic_add_fetch(&generations, 1, __ATOMIC_RELAXED);
     }
     load_free(&ld);
     config_errors_free(&local);

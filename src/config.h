@@ -131,8 +131,9 @@ struct config {
     size_t n_clients;
 
     /* internal */
-    char *path; /* main file, for reload */
-    int refs;   /* atomic; starts at 1 */
+    char *path;          /* main file, for reload */
+    int refs;            /* atomic; starts at 1 */
+    uint64_t generation; /* unique per load, from 1: what a memo of this config compares */
 };
 
 /* One problem found while loading: "FILE:LINE: message". */

@@ -16,6 +16,8 @@
  * CRLF. Optional whitespace is not counted (http-parser's own cap bounds it). */
 #define REQUEST_LINE_OVERHEAD (1 + 11 + 2)
 #define HEADER_OVERHEAD 4
+/* What a head block starts at: a typical request's target and headers. */
+#define HEAD_INITIAL 1024
 
 enum last_cb { LAST_NONE, LAST_URL, LAST_FIELD, LAST_VALUE };
 
@@ -112,6 +114,8 @@ static int cb_url(http_parser *hp, const char *at, size_t len)
     if (p->last == LAST_NONE) {
         extra = strlen(http_method_str((enum http_method)hp->method)) + REQUEST_LINE_OVERHEAD;
         p->last = LAST_URL;
+        /* Room for a usual head at once, rather than growing it three times. */
+        buf_reserve(&p->head, HEAD_INITIAL);
     }
     if (count_head(p, len + extra) < 0)
         return -1;

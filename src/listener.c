@@ -76,10 +76,11 @@ struct listener {
     size_t n_socks;
     struct conn *conns; /* every open connection, doubly linked */
     size_t n_conns;
-    size_t n_writing; /* connections in CONN_WRITING: answers not yet handed to the kernel */
-    size_t inflight;  /* requests allocated and not yet freed (detached ones included) */
-    bool stopping;    /* listener_stop_accepting: no new connections or requests */
-    bool closed;      /* listener_close_all: free this when the last request goes */
+    size_t n_writing;     /* connections in CONN_WRITING: answers not yet handed to the kernel */
+    size_t inflight;      /* requests allocated and not yet freed (detached ones included) */
+    struct pool requests; /* freed requests, kept with their output buffers */
+    bool stopping;        /* listener_stop_accepting: no new connections or requests */
+    bool closed;          /* listener_close_all: free this when the last request goes */
 };
 
 struct conn {
@@ -96,6 +97,7 @@ struct conn {
     bool no_more;      /* parse no further requests */
     bool paused;       /* parser paused by the pipeline limit */
     struct auth_peer peer;
+    struct auth_memo auth;        /* the credentials this connection last proved */
     unsigned long requests;       /* requests parsed on this connection */
     struct event *deadline;       /* head or body deadline of the message being received */
     enum http1_phase armed_phase; /* what the deadline is armed for */
@@ -171,16 +173,30 @@ static void listener_maybe_destroy(struct listener *l)
         return;
     close_socks(l);
     l->w->listener = NULL;
+    pool_clear(&l->requests);
     free(l);
 }
 
 /* ---- requests ---- */
 
+/* A pooled request keeps an output buffer of up to this much for the next. */
+#define OUT_KEEP (64 * 1024)
+
+static void request_drop(void *obj)
+{
+    struct request *req = obj;
+    buf_free(&req->out);
+    free(req);
+}
+
 static struct request *request_new(struct conn *c, struct http1_msg *msg)
 {
     struct listener *l = c->l;
     struct worker *w = l->w;
-    struct request *req = util_calloc(1, sizeof *req);
+    struct request *req = pool_take(&l->requests);
+    struct buf out = req->out;
+    *req = (struct request){.out = out};
+    buf_reset(&req->out);
     req->w = w;
     req->conn = c;
     req->id = ++w->next_request_id;
@@ -188,13 +204,9 @@ static struct request *request_new(struct conn *c, struct http1_msg *msg)
     if (msg)
         req->msg = *msg; /* moved: http1 forgets it when we return */
     req->peer = c->peer;
+    req->auth_memo = &c->auth;
     req->cfg = config_ref(w->cfg);
     req->route.id = ROUTE_NONE;
-    req->out = evbuffer_new();
-    if (!req->out) {
-        log_err("out of memory");
-        abort();
-    }
     if (c->tail)
         c->tail->next = req;
     else
@@ -209,9 +221,10 @@ static void request_free(struct request *req)
 {
     struct listener *l = req->w->listener;
     http1_msg_free(&req->msg);
-    evbuffer_free(req->out);
     config_unref(req->cfg);
-    free(req);
+    if (req->out.cap > OUT_KEEP)
+        buf_free(&req->out);
+    pool_put(&l->requests, req);
     l->inflight--;
     listener_maybe_destroy(l);
 }
@@ -229,6 +242,7 @@ static void conn_detach_all(struct conn *c)
             c->tail = NULL;
         req->next = NULL;
         req->conn = NULL;
+        req->auth_memo = NULL;
         if (req->done) {
             request_free(req);
             continue;
@@ -312,9 +326,14 @@ static void conn_flush(struct conn *c)
          * while parsing are left to the bufferevent, which sends a pipelined
          * batch in one writev. Whatever the socket does not take (or a
          * failed write, reported by the bufferevent) stays queued. */
-        if (!c->busy && evbuffer_get_length(out) == 0)
-            evbuffer_write(req->out, bufferevent_getfd(c->bev));
-        evbuffer_add_buffer(out, req->out);
+        size_t sent = 0;
+        if (!c->busy && evbuffer_get_length(out) == 0) {
+            ssize_t n = write(bufferevent_getfd(c->bev), req->out.data, req->out.len);
+            if (n > 0)
+                sent = (size_t)n;
+        }
+        if (sent < req->out.len)
+            evbuffer_add(out, req->out.data + sent, req->out.len - sent);
         bool close = req->close_after || !req->msg.keep_alive;
         request_free(req);
         if (close)
@@ -356,6 +375,7 @@ static void conn_free(struct conn *c)
     if (c->deadline)
         event_free(c->deadline);
     admission_conn_close(l->w->srv->admission, &c->peer);
+    auth_memo_clear(&c->auth);
     free(c);
     listener_maybe_destroy(l);
 }
@@ -412,7 +432,7 @@ static void conn_on_headers(void *arg, const struct http1_msg *msg)
      * nobody can make us read bodies we would refuse. Otherwise the final
      * error now, and the body is never read. */
     struct admit_refusal no;
-    if (!admit_head(c->l->w, msg, &c->peer, &no)) {
+    if (!admit_head(c->l->w, msg, &c->peer, &c->auth, &no)) {
         struct request *req = conn_refuse(c);
         snprintf(req->msg.method, sizeof req->msg.method, "%s", msg->method);
         admit_refuse(req, &no);
@@ -761,6 +781,7 @@ int listener_start(struct worker *w, int fd)
     if (!l) {
         l = util_calloc(1, sizeof *l);
         l->w = w;
+        l->requests = (struct pool){.size = sizeof(struct request), .drop = request_drop};
         w->listener = l;
     }
     if (l->stopping)

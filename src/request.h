@@ -19,7 +19,6 @@ struct worker;
 struct conn;
 struct config;
 struct config_client;
-struct evbuffer;
 
 /* X-Cache values. */
 enum cache_status { XCACHE_NONE = 0, XCACHE_HIT, XCACHE_MISS, XCACHE_STALE, XCACHE_BYPASS };
@@ -32,6 +31,7 @@ struct request {
     int64_t start_ms;                   /* util_now_ms() at parse completion */
     struct http1_msg msg;               /* method, target, headers, body */
     struct auth_peer peer;              /* the connection's source address */
+    struct auth_memo *auth_memo;        /* the connection's; NULL once detached */
     struct config *cfg;                 /* snapshot ref taken at start, dropped at finish */
     const struct config_client *client; /* after auth; points into cfg */
     struct route_match route;
@@ -44,8 +44,9 @@ struct request {
     char event[EVENT_TYPE_MAX + 2];   /* webhooks: the first event's type (+ "+" when more
                                          followed), for the log */
 
-    /* Response, serialized by response.c, flushed in order by the listener. */
-    struct evbuffer *out;
+    /* Response, serialized by response.c, flushed in order by the listener.
+     * Requests are pooled per worker and keep this buffer's memory. */
+    struct buf out;
     int status;
     bool done;        /* a response_* call happened */
     bool close_after; /* Connection: close after this response */

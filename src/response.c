@@ -1,6 +1,6 @@
 /* response: every reply leaves through here. The head is formatted into one
- * stack buffer and added to req->out with the body (two evbuffer_adds); the
- * listener later moves req->out into the socket's output without copying.
+ * stack buffer and appended to req->out with the body; the listener later
+ * writes req->out to the socket, or queues what the socket did not take.
  * Also the single place where a request's metrics and access log line are
  * recorded, so each request is counted exactly once. */
 #include "response.h"
@@ -349,9 +349,11 @@ static void serialize(struct request *req, int status, const struct response_met
     else if (req->msg.http_minor == 0)
         put_header(&h, "Connection", "keep-alive");
     put(&h, "\r\n", 2);
-    evbuffer_add(req->out, h.buf, h.len);
-    if (!bodyless && len > 0 && strcmp(req->msg.method, "HEAD") != 0)
-        evbuffer_add(req->out, body, len);
+    if (bodyless || strcmp(req->msg.method, "HEAD") == 0)
+        len = 0;
+    buf_reserve(&req->out, h.len + len);
+    buf_append(&req->out, h.buf, h.len);
+    buf_append(&req->out, body, len);
 }
 
 void response_send(struct request *req, int status, const struct response_meta *meta,

@@ -70,7 +70,8 @@ struct router {
     struct event *learn_timer;
     long learn_backoff_ms;
     bool learning;
-    int lock_waits; /* flights in FS_WAITING / FS_POLLING */
+    int lock_waits;      /* flights in FS_WAITING / FS_POLLING */
+    struct pool rstates; /* freed request states */
 };
 
 /* Per-request state; freed by finish(). */
@@ -119,9 +120,15 @@ static const char *api_label(enum api_family f)
     return f == FAMILY_V2 ? "chat" : "conversations";
 }
 
+static void rstate_drop(void *obj)
+{
+    free(obj);
+}
+
 static struct rstate *rstate_new(struct request *req, struct router *r)
 {
-    struct rstate *rs = util_calloc(1, sizeof *rs);
+    struct rstate *rs = pool_take(&r->rstates);
+    *rs = (struct rstate){0};
     rs->req = req;
     rs->r = r;
     req->rstate = rs;
@@ -137,7 +144,7 @@ static void rstate_free(struct rstate *rs)
     buf_free(&rs->query);
     buf_free(&rs->resp_body);
     rs->req->rstate = NULL;
-    free(rs);
+    pool_put(&rs->r->rstates, rs);
 }
 
 /* Every request ends in one of these two. */
@@ -1061,8 +1068,8 @@ void router_handle(struct request *req)
     struct router *r = req->w->router;
     struct admit_refusal no;
     char service[TWILIO_SID_LEN + 1] = "";
-    if (!admit_request(req->w, req->cfg, &req->msg, &req->peer, &req->route, &req->client, service,
-                       &no)) {
+    if (!admit_request(req->w, req->cfg, &req->msg, &req->peer, req->auth_memo, &req->route,
+                       &req->client, service, &no)) {
         admit_refuse(req, &no);
         return;
     }
@@ -1172,6 +1179,7 @@ struct router *router_new(struct worker *w)
 {
     struct router *r = util_calloc(1, sizeof *r);
     r->w = w;
+    r->rstates = (struct pool){.size = sizeof(struct rstate), .drop = rstate_drop};
     r->learn_timer = evtimer_new(w->base, learn_retry, r);
     return r;
 }
@@ -1197,5 +1205,6 @@ void router_free(struct router *r)
     }
     if (r->learn_timer)
         event_free(r->learn_timer);
+    pool_clear(&r->rstates);
     free(r);
 }

@@ -412,6 +412,41 @@ void *util_calloc(size_t n, size_t size)
     return p;
 }
 
+#if defined(__SANITIZE_ADDRESS__)
+#include <sanitizer/asan_interface.h>
+#else
+#define ASAN_POISON_MEMORY_REGION(a, n) ((void)(a), (void)(n))
+#define ASAN_UNPOISON_MEMORY_REGION(a, n) ((void)(a), (void)(n))
+#endif
+
+void *pool_take(struct pool *p)
+{
+    if (p->n == 0)
+        return util_calloc(1, p->size);
+    void *obj = p->kept[--p->n];
+    ASAN_UNPOISON_MEMORY_REGION(obj, p->size);
+    return obj;
+}
+
+void pool_put(struct pool *p, void *obj)
+{
+    if (p->n == POOL_KEEP) {
+        p->drop(obj);
+        return;
+    }
+    ASAN_POISON_MEMORY_REGION(obj, p->size);
+    p->kept[p->n++] = obj;
+}
+
+void pool_clear(struct pool *p)
+{
+    while (p->n > 0) {
+        void *obj = p->kept[--p->n];
+        ASAN_UNPOISON_MEMORY_REGION(obj, p->size);
+        p->drop(obj);
+    }
+}
+
 char *util_trim(char *s)
 {
     size_t len = strlen(s);

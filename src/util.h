@@ -74,6 +74,24 @@ bool util_parse_long(const char *s, long min, long max, long *out);
 char *util_strdup(const char *s);
 char *util_strndup(const char *s, size_t n);
 void *util_calloc(size_t n, size_t size); /* aborts on OOM */
+
+/* A free list of one thread's objects of one size, for what a request path
+ * allocates and frees many times a second. pool_take returns an object as
+ * pool_put left it (the caller resets it, and may keep buffers it owns for
+ * the next use), or a zeroed new one. At most POOL_KEEP are kept; what does
+ * not fit, and what pool_clear finds, goes to drop (which frees the object
+ * and what it owns). Under AddressSanitizer a kept object is poisoned, so a
+ * use after pool_put is still caught. */
+#define POOL_KEEP 128
+struct pool {
+    size_t size;
+    void (*drop)(void *obj);
+    size_t n;
+    void *kept[POOL_KEEP];
+};
+void *pool_take(struct pool *p);
+void pool_put(struct pool *p, void *obj);
+void pool_clear(struct pool *p);
 /* Trim ASCII whitespace in place; returns s. */
 char *util_trim(char *s);
 /* Read a whole (small) file into a new NUL-terminated string with one trailing

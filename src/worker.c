@@ -292,8 +292,8 @@ void worker_free(struct worker *w)
     if (!w)
         return;
     /* Order matters: upstream and redis deliver their last callbacks (with
-     * errors) into the router, which answers detached requests; the router
-     * and cache go after them. */
+     * errors) into the router, which answers detached requests; the cache
+     * answers its queued local hits into the router; the router goes last. */
     if (w->upstream)
         upstream_free(w->upstream);
     w->upstream = NULL; /* redis's last callbacks may try to go upstream: they fail */
@@ -301,10 +301,10 @@ void worker_free(struct worker *w)
         redis_free(w->redis);
     if (w->redis_sub)
         redis_free(w->redis_sub);
-    if (w->router)
-        router_free(w->router);
     if (w->cache)
         cache_free(w->cache);
+    if (w->router)
+        router_free(w->router);
     if (w->notify_ev)
         event_free(w->notify_ev);
     log_flush(w); /* the answers of the teardown above */

@@ -6,8 +6,8 @@ import os
 import signal
 import time
 
-from conftest import (ACCOUNT, CLIENT, OTHER_SERVICE, SERVICE, TOKEN, assert_twilio_error, basic,
-                      fetch, render_config, user_path, users_path, wait_until)
+from conftest import (ACCOUNT, CLIENT, OTHER_SERVICE, SERVICE, TOKEN, RawConn, assert_twilio_error,
+                      basic, fetch, render_config, user_path, users_path, wait_until)
 
 CLIENTS = {
     "client other": {"key": "other", "secret": "other-secret", "services": OTHER_SERVICE,
@@ -129,3 +129,42 @@ def test_sighup_reloads_client_secrets(gateway_factory, mock):
     assert gw.proc.poll() is None, gw.stderr()
     r = gw.get(user_path("v1s", "rita"), auth=new)
     assert r.status == 200, r
+
+
+def test_keep_alive_connection_is_authenticated_per_request(gateway_factory, mock):
+    """A connection remembers the credentials it last proved (so a keep-alive
+    client is not decoded again): every other value on it is checked afresh,
+    and a reload that rotates the secret ends what it remembered."""
+    gw = gateway_factory(overrides=CLIENTS)
+    mock.add_user("rita")
+    fetch(gw, user_path("v1s", "rita"))
+    c = RawConn(gw.port)
+
+    def ask(auth):
+        c.send("GET %s HTTP/1.1\r\nHost: gw\r\nAuthorization: %s\r\n\r\n"
+               % (user_path("v1s", "rita"), auth))
+        status, headers, body, _ = c.response()
+        return status, body
+
+    app, wrong = basic(*CLIENT), basic(CLIENT[0], CLIENT[1] + "x")
+    assert ask(app)[0] == 200
+    assert ask(app)[0] == 200
+    status, body = ask(wrong)
+    assert status == 401, body
+    assert ask(app)[0] == 200
+    # another valid client on the same connection is that client, not the last
+    status, body = ask(basic("reader", "reader-secret"))
+    assert status == 403 and b"reader" in body, body
+    assert ask(app)[0] == 200
+
+    sections = gw.sections
+    sections["client app"]["secret"] = "rotated-secret"
+    with open(gw.conf, "w") as f:
+        f.write(render_config(sections))
+    gw.proc.send_signal(signal.SIGHUP)
+    wait_until(lambda: gw.get(user_path("v1s", "rita")).status == 401, timeout=5,
+               what="the old secret to be refused on a new connection after SIGHUP")
+    status, body = ask(app)
+    assert status == 401, body
+    assert ask(basic(CLIENT[0], "rotated-secret"))[0] == 200
+    assert ask(app)[0] == 401

@@ -161,12 +161,60 @@ static void test_bucket(void **state)
     assert_int_equal(w, 1001);
 }
 
+/* A memo answers only the exact value it kept, under the generation it
+ * kept it for; a kept value too long for it is not kept at all. */
+static void test_memo(void **state)
+{
+    (void)state;
+    static int alice, bob;
+    struct auth_memo m = {0};
+    char longv[AUTH_MEMO_MAX + 2];
+    memset(longv, 'x', sizeof longv - 1);
+    longv[sizeof longv - 1] = 0;
+    static const struct {
+        const char *keep; /* kept before the question, or NULL */
+        uint64_t keep_gen;
+        const void *keep_client;
+        const char *ask;
+        uint64_t ask_gen;
+        const void *want;
+    } cases[] = {
+        {NULL, 0, NULL, "Basic YXBwOmFwcC1zZWNyZXQtMQ==", 1, NULL}, /* empty */
+        {"Basic YXBwOmFwcC1zZWNyZXQtMQ==", 1, &alice, "Basic YXBwOmFwcC1zZWNyZXQtMQ==", 1, &alice},
+        {NULL, 0, NULL, "Basic YXBwOmFwcC1zZWNyZXQtMQ==", 2, NULL},  /* a reload since */
+        {NULL, 0, NULL, "Basic YXBwOmFwcC1zZWNyZXQtMQ=", 1, NULL},   /* a prefix */
+        {NULL, 0, NULL, "Basic YXBwOmFwcC1zZWNyZXQtMQ==x", 1, NULL}, /* longer */
+        {NULL, 0, NULL, "basic YXBwOmFwcC1zZWNyZXQtMQ==", 1, NULL},  /* not the same bytes */
+        {NULL, 0, NULL, NULL, 1, NULL},                              /* no header */
+        {"Basic Ym9iOmJvYi1zZWNyZXQ=", 1, &bob, "Basic YXBwOmFwcC1zZWNyZXQtMQ==", 1, NULL},
+        {NULL, 0, NULL, "Basic Ym9iOmJvYi1zZWNyZXQ=", 1, &bob},
+        {"Basic Ym9iOmJvYi1zZWNyZXQ=", 0, &bob, "Basic Ym9iOmJvYi1zZWNyZXQ=", 0, NULL}, /* gen 0 */
+        {"", 3, &alice, "", 3, &alice}, /* an empty value is a value like any */
+        {"LONG", 3, &alice, "LONG", 3, NULL},
+    };
+    for (size_t i = 0; i < UG_ARRAY_LEN(cases); i++) {
+        const char *keep =
+            cases[i].keep && strcmp(cases[i].keep, "LONG") == 0 ? longv : cases[i].keep;
+        const char *ask = cases[i].ask && strcmp(cases[i].ask, "LONG") == 0 ? longv : cases[i].ask;
+        if (keep)
+            auth_memo_keep(&m, cases[i].keep_gen, keep, cases[i].keep_client);
+        if (auth_memo_find(&m, cases[i].ask_gen, ask) != cases[i].want)
+            fail_msg("case %zu", i);
+    }
+    auth_memo_keep(&m, 5, "Basic Ym9iOmJvYi1zZWNyZXQ=", &bob);
+    auth_memo_clear(&m);
+    assert_null(auth_memo_find(&m, 5, "Basic Ym9iOmJvYi1zZWNyZXQ="));
+    for (size_t i = 0; i < sizeof m.value; i++)
+        assert_int_equal(m.value[i], 0); /* wiped */
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_basic_parse),
         cmocka_unit_test(test_networks),
         cmocka_unit_test(test_bucket),
+        cmocka_unit_test(test_memo),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -298,6 +298,43 @@ static void test_clocks_random(void **state)
         assert_true(seen[k] > 0);
 }
 
+static size_t dropped;
+static void count_drop(void *obj)
+{
+    dropped++;
+    free(obj);
+}
+
+/* A pool hands back what it kept, as it was left, newest first; a new
+ * object is zeroed; what does not fit and what is cleared is dropped. */
+static void test_pool(void **state)
+{
+    (void)state;
+    struct pool p = {.size = 64, .drop = count_drop};
+    dropped = 0;
+    unsigned char *a = pool_take(&p);
+    for (size_t i = 0; i < 64; i++)
+        assert_int_equal(a[i], 0);
+    a[0] = 7;
+    pool_put(&p, a);
+    unsigned char *b = pool_take(&p);
+    assert_ptr_equal(a, b);
+    assert_int_equal(b[0], 7); /* as left: the caller resets */
+    void *objs[POOL_KEEP + 3];
+    objs[0] = b;
+    for (size_t i = 1; i < UG_ARRAY_LEN(objs); i++)
+        objs[i] = pool_take(&p);
+    for (size_t i = 0; i < UG_ARRAY_LEN(objs); i++)
+        pool_put(&p, objs[i]);
+    assert_int_equal(dropped, 3);
+    assert_int_equal(p.n, POOL_KEEP);
+    assert_ptr_equal(pool_take(&p), objs[POOL_KEEP - 1]);
+    pool_put(&p, objs[POOL_KEEP - 1]);
+    pool_clear(&p);
+    assert_int_equal(dropped, 3 + POOL_KEEP);
+    assert_int_equal(p.n, 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -306,6 +343,7 @@ int main(void)
         cmocka_unit_test(test_ct_equal),      cmocka_unit_test(test_parse_long),
         cmocka_unit_test(test_trim_strdup),   cmocka_unit_test(test_secret_file),
         cmocka_unit_test(test_clocks_random), cmocka_unit_test(test_siphash),
+        cmocka_unit_test(test_pool),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
