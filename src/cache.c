@@ -69,6 +69,7 @@ struct cache {
     struct event *deliver_ev;                   /* local hits answered on the next turn */
     struct lookup *deliver_head, *deliver_tail; /* their queue */
     struct pool lookups;                        /* freed lookups, with their local_env */
+    struct buf keys;                            /* a lookup's keys, built here per command */
     /* Invalidations that landed, oldest first from recent_head: a ring of
      * at most invalidation_queue items, allocated at the first. */
     struct recent *recent;
@@ -122,6 +123,7 @@ void cache_free(struct cache *c)
     free(c->recent);
     config_unref(c->cfg);
     pool_clear(&c->lookups);
+    buf_free(&c->keys);
     free(c);
 }
 
@@ -468,21 +470,21 @@ static void identity_mget(struct lookup *st)
     const struct cache_stamp *s = &st->stamp;
     char tag[ENTRY_TAG_LEN + 1];
     entry_tag(tag, st->account, st->service, s->ident, s->ident_len);
-    struct buf k = {0};
+    struct buf *k = &st->c->keys; /* hiredis copies the command: reused */
+    buf_reset(k);
     size_t end[3];
-    entry_key_append(&k, st->prefix, EK_ENTRY, tag, st->account, st->service, (int)st->family,
+    entry_key_append(k, st->prefix, EK_ENTRY, tag, st->account, st->service, (int)st->family,
                      s->ident, s->ident_len);
-    end[0] = k.len;
-    entry_key_append(&k, st->prefix, EK_VERSION, tag, st->account, st->service, -1, s->ident,
+    end[0] = k->len;
+    entry_key_append(k, st->prefix, EK_VERSION, tag, st->account, st->service, -1, s->ident,
                      s->ident_len);
-    end[1] = k.len;
-    entry_key_append(&k, st->prefix, EK_HOLD, tag, st->account, st->service, -1, s->ident,
+    end[1] = k->len;
+    entry_key_append(k, st->prefix, EK_HOLD, tag, st->account, st->service, -1, s->ident,
                      s->ident_len);
-    end[2] = k.len;
-    const char *argv[4] = {"MGET", k.data, k.data + end[0], k.data + end[1]};
+    end[2] = k->len;
+    const char *argv[4] = {"MGET", k->data, k->data + end[0], k->data + end[1]};
     size_t lens[4] = {4, end[0], end[1] - end[0], end[2] - end[1]};
     redis_command(st->c->r, on_identity_mget, st, 4, argv, lens);
-    buf_free(&k);
 }
 
 /* MGET alias, negative entry of the SID (the SID's slot). */
@@ -569,16 +571,18 @@ void cache_lookup(struct cache *c, const struct config *cfg, const struct cache_
     }
     st->stamp.ident_len = 0; /* a local alias may have set it */
     memcpy(st->sid, u->user, TWILIO_SID_LEN);
-    struct buf k[2] = {{0}};
-    entry_key(&k[0], cfg->key_prefix, EK_ALIAS, u->account, u->service, -1, st->sid,
-              TWILIO_SID_LEN);
-    entry_key(&k[1], cfg->key_prefix, EK_ENTRY, u->account, u->service, (int)u->family, st->sid,
-              TWILIO_SID_LEN);
-    const char *argv[3] = {"MGET", k[0].data, k[1].data};
-    size_t lens[3] = {4, k[0].len, k[1].len};
+    char tag[ENTRY_TAG_LEN + 1];
+    entry_tag(tag, u->account, u->service, st->sid, TWILIO_SID_LEN);
+    struct buf *k = &c->keys; /* hiredis copies the command: reused */
+    buf_reset(k);
+    entry_key_append(k, st->prefix, EK_ALIAS, tag, u->account, u->service, -1, st->sid,
+                     TWILIO_SID_LEN);
+    size_t end = k->len;
+    entry_key_append(k, st->prefix, EK_ENTRY, tag, u->account, u->service, (int)u->family, st->sid,
+                     TWILIO_SID_LEN);
+    const char *argv[3] = {"MGET", k->data, k->data + end};
+    size_t lens[3] = {4, end, k->len - end};
     redis_command(c->r, on_sid_mget, st, 3, argv, lens);
-    buf_free(&k[0]);
-    buf_free(&k[1]);
 }
 
 /* ---- resolve a SID */

@@ -20,14 +20,25 @@ void entry_tag(char out[ENTRY_TAG_LEN + 1], const char *account, const char *ser
                const char *name, size_t name_len)
 {
     static const uint64_t key[2] = {0x7573657267617465ULL, 0x736c6f742d746167ULL};
-    struct buf b = {0};
-    buf_puts(&b, account);
-    buf_append(&b, "", 1);
-    buf_puts(&b, service);
-    buf_append(&b, "", 1);
-    buf_append(&b, name, name_len);
-    snprintf(out, ENTRY_TAG_LEN + 1, "%016" PRIx64, util_siphash(key, b.data, b.len));
-    buf_free(&b);
+    /* account\0service\0name, on the stack when it fits (it always does for
+     * SIDs and identities within Twilio's limits). */
+    size_t alen = strlen(account), slen = strlen(service), n = alen + 1 + slen + 1 + name_len;
+    char stack[2 * 64 + 512];
+    struct buf heap = {0};
+    char *b = stack;
+    if (n > sizeof stack) {
+        buf_reserve(&heap, n);
+        b = heap.data;
+    }
+    memcpy(b, account, alen + 1);
+    memcpy(b + alen + 1, service, slen + 1);
+    if (name_len)
+        memcpy(b + alen + 1 + slen + 1, name, name_len);
+    uint64_t h = util_siphash(key, b, n);
+    buf_free(&heap);
+    for (int i = ENTRY_TAG_LEN - 1; i >= 0; i--, h >>= 4)
+        out[i] = "0123456789abcdef"[h & 15];
+    out[ENTRY_TAG_LEN] = '\0';
 }
 
 void entry_key(struct buf *out, const char *prefix, enum entry_key_kind kind, const char *account,
@@ -43,23 +54,40 @@ void entry_key_append(struct buf *out, const char *prefix, enum entry_key_kind k
                       const char tag[ENTRY_TAG_LEN + 1], const char *account, const char *service,
                       int family, const char *name, size_t name_len)
 {
-    char k[2] = {(char)kind, ':'};
-    buf_puts(out, prefix);
-    buf_append(out, k, 2);
-    buf_append(out, "{", 1);
-    buf_append(out, tag, ENTRY_TAG_LEN);
-    buf_append(out, "}:", 2);
-    buf_puts(out, account);
-    buf_append(out, ":", 1);
-    buf_puts(out, service);
-    buf_append(out, ":", 1);
-    if (family >= 0) {
-        buf_puts(out, route_family_tag((enum api_family)family));
-        buf_append(out, ":", 1);
+    /* "<prefix><kind>:{<tag>}:<account>:<service>:[<family>:]<name>", sized
+     * first and copied in once (this runs for every Redis lookup). */
+    const char *fam = family >= 0 ? route_family_tag((enum api_family)family) : NULL;
+    size_t plen = strlen(prefix), alen = strlen(account), slen = strlen(service);
+    size_t flen = fam ? strlen(fam) + 1 : 0;
+    size_t n = plen + 3 + ENTRY_TAG_LEN + 2 + alen + 1 + slen + 1 + flen + name_len;
+    buf_reserve(out, n);
+    char *p = out->data + out->len;
+    memcpy(p, prefix, plen);
+    p += plen;
+    *p++ = (char)kind;
+    *p++ = ':';
+    *p++ = '{';
+    memcpy(p, tag, ENTRY_TAG_LEN);
+    p += ENTRY_TAG_LEN;
+    *p++ = '}';
+    *p++ = ':';
+    memcpy(p, account, alen);
+    p += alen;
+    *p++ = ':';
+    memcpy(p, service, slen);
+    p += slen;
+    *p++ = ':';
+    if (fam) {
+        memcpy(p, fam, flen - 1);
+        p += flen - 1;
+        *p++ = ':';
     }
     /* Appended raw, after the last separator, so any byte (':' or NUL
      * included) stays part of the name and cannot shift other fields. */
-    buf_append(out, name, name_len);
+    if (name_len)
+        memcpy(p, name, name_len);
+    out->len += n;
+    out->data[out->len] = '\0';
 }
 
 /* Redis glob metacharacters are backslash-escaped so a prefix such as

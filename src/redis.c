@@ -71,6 +71,7 @@ struct pending {
 
 struct redis {
     struct event_base *base;
+    struct pool pendings; /* freed pendings */
     /* Copied from the config: snapshots may be freed on reload. */
     char *addr_text;
     bool is_unix;
@@ -369,6 +370,11 @@ static long next_backoff(struct redis *r);
 static void sentinel_drop(struct redis *r);
 static void sentinel_ask(struct redis *r);
 
+static void pending_release(struct pending *p)
+{
+    pool_put(&p->r->pendings, p);
+}
+
 static void on_reply(redisAsyncContext *ac, void *reply, void *privdata)
 {
     struct pending *p = privdata;
@@ -376,7 +382,7 @@ static void on_reply(redisAsyncContext *ac, void *reply, void *privdata)
     (void)ac;
     p->in_hiredis = false;
     if (p->timed_out) {
-        free(p);
+        pending_release(p);
         return;
     }
     event_del(&p->timer);
@@ -412,7 +418,7 @@ static void on_reply(redisAsyncContext *ac, void *reply, void *privdata)
         reply_release(&rep);
     }
     r->depth--;
-    free(p);
+    pending_release(p);
 }
 
 static void on_timer(evutil_socket_t fd, short what, void *arg)
@@ -424,7 +430,7 @@ static void on_timer(evutil_socket_t fd, short what, void *arg)
     pending_unlink(r, p);
     if (!p->in_hiredis) {
         call_error(p->cb, p->arg, "redis not connected");
-        free(p);
+        pending_release(p);
         return;
     }
     /* hiredis still holds p and will hand it back (with the late reply or a
@@ -1561,6 +1567,7 @@ static void copy_target(struct redis *r, const struct config *cfg)
 static struct redis *redis_alloc(struct event_base *base, long timeout_ms)
 {
     struct redis *r = util_calloc(1, sizeof *r);
+    r->pendings = (struct pool){.size = sizeof(struct pending), .drop = free};
     r->base = base;
     r->timeout_ms = timeout_ms > 0 ? timeout_ms : 1;
     r->backoff_ms = BACKOFF_MIN_MS;
@@ -1623,7 +1630,7 @@ void redis_free(struct redis *r)
         pending_unlink(r, p);
         event_del(&p->timer);
         call_error(p->cb, p->arg, "redis client shutting down");
-        free(p);
+        pending_release(p);
     }
     event_free(r->connect_timer);
     event_free(r->reconnect_timer);
@@ -1637,6 +1644,7 @@ void redis_free(struct redis *r)
     free(r->username);
     free_secret(r->password);
     free(r->sub_channel);
+    pool_clear(&r->pendings);
     free(r);
 }
 
@@ -1691,7 +1699,8 @@ static void submit(struct redis *r, redis_cb cb, void *arg, int argc, const char
         call_error(cb, arg, "redis client shutting down");
         return;
     }
-    struct pending *p = util_calloc(1, sizeof *p);
+    struct pending *p = pool_take(&r->pendings);
+    *p = (struct pending){0};
     p->r = r;
     p->cb = cb;
     p->arg = arg;

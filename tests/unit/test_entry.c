@@ -69,6 +69,33 @@ static void test_key_layout(void **state)
     buf_free(&b);
 }
 
+/* Tags are part of what is stored: an instance of another version (a rolling
+ * upgrade) must compute the same ones, or its invalidations would miss. The
+ * values were printed by the first implementation. */
+static void test_tag_values(void **state)
+{
+    (void)state;
+    static char big[600];
+    memset(big, 'x', sizeof big);
+    static const struct {
+        const char *name;
+        size_t len;
+        const char *tag;
+    } cases[] = {
+        {BYTES("alice"), "37029e43cd39367d"},
+        {BYTES("bob+1@example.com"), "a8fbb1d83a9e3959"},
+        {BYTES(US), "38407582c8271cdf"},
+        {BYTES("a\0:b"), "a403de19f348e94e"},
+        {BYTES(""), "662c9a3b9b8ea9b6"},
+        {big, sizeof big, "5d29d237fba15211"}, /* longer than the stack copy */
+    };
+    for (size_t i = 0; i < UG_ARRAY_LEN(cases); i++) {
+        char tag[ENTRY_TAG_LEN + 1];
+        entry_tag(tag, AC, IS, cases[i].name, cases[i].len);
+        assert_string_equal(tag, cases[i].tag);
+    }
+}
+
 /* Every kind of key of one name shares the name's hash tag (one Redis
  * Cluster slot); different names (even a SID and its identity) and the same
  * name in another service or account get different tags. */
@@ -326,7 +353,7 @@ int main(void)
         cmocka_unit_test(test_key_layout),   cmocka_unit_test(test_tags),
         cmocka_unit_test(test_key_distinct), cmocka_unit_test(test_service_pattern),
         cmocka_unit_test(test_round_trip),   cmocka_unit_test(test_decode_rejects),
-        cmocka_unit_test(test_user_fields),
+        cmocka_unit_test(test_user_fields),  cmocka_unit_test(test_tag_values),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
