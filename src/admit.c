@@ -107,7 +107,7 @@ bool admit_request(struct worker *w, const struct config *cfg, const struct http
                       "Query parameters are not accepted on this resource");
     if (!(cl->allow & ROUTE_ACTION_BIT(m->action)))
         return refuse(no, m->id, 403, TWILIO_E_FORBIDDEN, -1,
-                      "Client '%s' is not allowed to %s (allow = %s)", cl->name,
+                      "Client '%s' is not allowed to %s (its allow needs %s)", cl->name,
                       m->action == ACTION_SUB ? "use user sub-resources"
                                               : route_action_name(m->action),
                       route_action_name(m->action));

@@ -3,8 +3,11 @@ cache is consulted, and a SIGHUP reload of client secrets."""
 
 import base64
 import os
+import random
 import signal
 import time
+
+import pytest
 
 from conftest import (ACCOUNT, CLIENT, OTHER_SERVICE, SERVICE, TOKEN, RawConn, assert_twilio_error,
                       basic, fetch, render_config, user_path, users_path, wait_until)
@@ -154,7 +157,10 @@ def test_keep_alive_connection_is_authenticated_per_request(gateway_factory, moc
     assert ask(app)[0] == 200
     # another valid client on the same connection is that client, not the last
     status, body = ask(basic("reader", "reader-secret"))
-    assert status == 403 and b"reader" in body, body
+    # the refusal names the client and what its allow lacks (it used to read
+    # "(allow = fetch)", as if that were the client's grant)
+    assert status == 403 and b"Client 'reader' is not allowed to fetch (its allow needs fetch)" \
+        in body, body
     assert ask(app)[0] == 200
 
     sections = gw.sections
@@ -168,3 +174,89 @@ def test_keep_alive_connection_is_authenticated_per_request(gateway_factory, moc
     assert status == 401, body
     assert ask(basic(CLIENT[0], "rotated-secret"))[0] == 200
     assert ask(app)[0] == 401
+
+
+AUTH_SEEDS = [int(s) for s in os.environ.get("AUTH_SEEDS", "1,2").split(",")]
+
+
+@pytest.mark.parametrize("seed", AUTH_SEEDS)
+def test_authentication_memo_randomized(gateway_factory, mock, seed):
+    """Tries to make a connection's memory of its credentials answer for what
+    it should not: random values (valid for one client or another, one byte
+    changed, cut short, another spelling of the same) in random order over a
+    few keep-alive connections, with reloads that rotate a secret or remove a
+    client. Each answer is checked against a model of the configuration in
+    force: 200 for the fetching client, 403 for the list-only one, 401 for
+    anything else."""
+    rng = random.Random(seed)
+    secrets = {"app": CLIENT[1], "reader": "reader-secret"}
+    gw = gateway_factory(overrides={
+        "server": {"auth_failures_per_minute": "0"},
+        "client reader": CLIENTS["client reader"]})
+    mock.add_user("rita")
+    path = user_path("v1s", "rita")
+    fetch(gw, path)
+    b64 = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
+
+    def value():
+        """-> (Authorization value or None, the key it proves or None)."""
+        who = rng.choice(["app", "reader", "app", "nobody"])
+        secret = secrets.get(who, "nobody-secret-1")
+        if rng.random() < 0.15:
+            secret = rng.choice(["app-secret-0", CLIENT[1], "reader-secret", "rotated-secret-1"])
+        token = base64.b64encode(("%s:%s" % (CLIENT[0] if who == "app" else who,
+                                             secret)).encode()).decode()
+        valid = secrets.get(who) == secret and who != "nobody"
+        kind = rng.randrange(7)
+        # Changes outside the last group of four: every bit of those decodes,
+        # so the credentials differ (in the last group, unused low bits of a
+        # padded group may change without changing the decoded bytes).
+        if kind == 0:  # one character changed
+            i = rng.randrange(len(token) - 4)
+            token = token[:i] + rng.choice(b64.replace(token[i], "")) + token[i + 1:]
+            return "Basic " + token, None
+        if kind == 1:  # cut short, at a group boundary (well-formed Base64) or not
+            n = rng.randrange(len(token) - 4)
+            return "Basic " + token[:n - n % 4 if rng.random() < 0.5 else n], None
+        if kind == 2:  # the same credentials spelled otherwise
+            return rng.choice(["basic ", "BASIC ", "Basic  "]) + token, who if valid else None
+        if kind == 3:
+            return None, None
+        return "Basic " + token, who if valid else None
+
+    conns = [RawConn(gw.port) for _ in range(3)]
+    checked = 0
+    for step in range(400):
+        if rng.random() < 0.02:  # a reload: rotate app's secret, or drop/restore reader
+            sections = gw.sections
+            if rng.random() < 0.5:
+                secrets["app"] = rng.choice([CLIENT[1], "rotated-secret-1", "rotated-secret-2"])
+            elif "reader" in secrets:
+                del secrets["reader"]
+            else:
+                secrets["reader"] = "reader-secret"
+            sections["client app"]["secret"] = secrets["app"]
+            if "reader" in secrets:
+                sections["client reader"] = dict(CLIENTS["client reader"])
+            else:
+                sections.pop("client reader", None)
+            with open(gw.conf, "w") as f:
+                f.write(render_config(sections))
+            gw.proc.send_signal(signal.SIGHUP)
+            wait_until(lambda: gw.get(path, auth=(CLIENT[0], secrets["app"])).status == 200,
+                       timeout=5, what="the reload in force")
+        i = rng.randrange(len(conns))
+        if rng.random() < 0.03:
+            conns[i].sock.close()
+            conns[i] = RawConn(gw.port)
+        auth, who = value()
+        head = "GET %s HTTP/1.1\r\nHost: gw\r\n" % path
+        if auth is not None:
+            head += "Authorization: %s\r\n" % auth
+        conns[i].send(head + "\r\n")
+        status, _, body, _ = conns[i].response()
+        want = {"app": 200, "reader": 403, None: 401}[who]
+        assert status == want, "seed %d step %d: %r on connection %d -> %d, want %d (%s)" % (
+            seed, step, auth, i, status, want, body[:200])
+        checked += 1
+    assert checked == 400
