@@ -179,8 +179,9 @@ static void listener_maybe_destroy(struct listener *l)
 
 /* ---- requests ---- */
 
-/* A pooled request keeps an output buffer of up to this much for the next. */
-#define OUT_KEEP (64 * 1024)
+/* A pooled request keeps an output buffer of up to this much for the next
+ * (a user or a short page): with POOL_KEEP requests, at most 2 MiB a worker. */
+#define OUT_KEEP (16 * 1024)
 
 static void request_drop(void *obj)
 {
