@@ -120,11 +120,6 @@ static const char *api_label(enum api_family f)
     return f == FAMILY_V2 ? "chat" : "conversations";
 }
 
-static void rstate_drop(void *obj)
-{
-    free(obj);
-}
-
 static struct rstate *rstate_new(struct request *req, struct router *r)
 {
     struct rstate *rs = pool_take(&r->rstates);
@@ -1179,7 +1174,7 @@ struct router *router_new(struct worker *w)
 {
     struct router *r = util_calloc(1, sizeof *r);
     r->w = w;
-    r->rstates = (struct pool){.size = sizeof(struct rstate), .drop = rstate_drop};
+    r->rstates = (struct pool){.size = sizeof(struct rstate), .drop = free};
     r->learn_timer = evtimer_new(w->base, learn_retry, r);
     return r;
 }
