@@ -74,7 +74,7 @@ def test_outside_update_is_served_fresh_everywhere(gateway_factory, mock, kind):
     line = wait_until(lambda: [x for x in gws[0].stderr().splitlines()
                                if "route=\"webhook\"" in x], timeout=5, what="the access line")
     assert line and "client=twilio" in line[-1] and "event=" + etype in line[-1], line
-    assert "status=200" in line[-1] and u["sid"] in line[-1] and "ada" not in line[-1], line
+    assert "status=200" in line[-1] and u["sid"] in line[-1] and "ada@x.io" not in line[-1], line
 
 
 def test_outside_create_replaces_cached_404(gateway_factory, mock):
